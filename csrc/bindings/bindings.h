@@ -1,0 +1,46 @@
+// Shared helpers for the pybind11 bindings. The Python wrappers in qk/
+// validate user input; these checks only guard the C++ kernels against a
+// misuse of the private _qk module (a wrong buffer must never be read).
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+namespace qk::bindings {
+
+namespace py = pybind11;
+
+template <typename T>
+void check_buffer(const py::array& a, const char* name, size_t size) {
+  const char kind = a.dtype().kind();
+  const bool kind_ok = std::is_floating_point<T>::value ? kind == 'f' : (kind == 'i' || kind == 'u');
+  if (!kind_ok || a.dtype().itemsize() != static_cast<py::ssize_t>(sizeof(T)))
+    throw py::type_error(std::string(name) + ": wrong dtype for the kernel");
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": must be C-contiguous");
+  if (static_cast<size_t>(a.size()) != size)
+    throw py::value_error(std::string(name) + ": expected " + std::to_string(size) + " elements, got " +
+                          std::to_string(a.size()));
+}
+
+template <typename T>
+const T* input_data(const py::array& a, const char* name, size_t size) {
+  check_buffer<T>(a, name, size);
+  return static_cast<const T*>(a.data());
+}
+
+template <typename T>
+T* output_data(py::array& a, const char* name, size_t size) {
+  check_buffer<T>(a, name, size);
+  if (!a.writeable()) throw py::value_error(std::string(name) + ": is read-only");
+  return static_cast<T*>(a.mutable_data());
+}
+
+void bind_cpu(py::module_& m);
+void bind_quant(py::module_& m);
+
+}  // namespace qk::bindings

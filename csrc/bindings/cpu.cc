@@ -1,0 +1,57 @@
+#include "cpu/isa.h"
+#include "parallel/parallel.h"
+#include "bindings/bindings.h"
+
+namespace qk::bindings {
+
+void bind_cpu(py::module_& m) {
+  // Read QK_ISA and QK_NUM_THREADS now, so a bad value fails the import.
+  (void)isa_cap();
+  (void)num_threads();
+
+  m.def("cpu_features", [] {
+    const CpuFeatures& f = cpu_features();
+    py::dict d;
+    d["sse4_2"] = f.sse42;
+    d["avx"] = f.avx;
+    d["avx2"] = f.avx2;
+    d["fma"] = f.fma;
+    d["f16c"] = f.f16c;
+    d["avx_vnni"] = f.avx_vnni;
+    d["avx512f"] = f.avx512f;
+    d["avx512bw"] = f.avx512bw;
+    d["avx512vl"] = f.avx512vl;
+    d["avx512dq"] = f.avx512dq;
+    d["avx512_vnni"] = f.avx512_vnni;
+    d["avx512_bf16"] = f.avx512_bf16;
+    d["avx512_fp16"] = f.avx512_fp16;
+    d["amx_tile"] = f.amx_tile;
+    d["amx_int8"] = f.amx_int8;
+    d["amx_bf16"] = f.amx_bf16;
+    return d;
+  });
+  m.def("isa_names", [] {
+    py::list names;
+    for (int i = 0; i < kNumIsas; ++i) names.append(isa_name(static_cast<Isa>(i)));
+    return names;
+  });
+  m.def("isa_supported", [](const std::string& name) {
+    Isa isa;
+    if (!isa_from_name(name.c_str(), &isa)) throw py::value_error("unknown ISA '" + name + "'");
+    return isa_supported(isa);
+  });
+  m.def("get_isa", [] { return std::string(isa_name(isa_cap())); });
+  m.def("set_isa", [](const std::string& name) {
+    Isa isa;
+    if (!isa_from_name(name.c_str(), &isa) || !isa_supported(isa))
+      throw py::value_error("set_isa: '" + name + "' is not available on this machine");
+    set_isa_cap(isa);
+  });
+  m.def("get_num_threads", [] { return num_threads(); });
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("set_num_threads: n must be >= 1");
+    set_num_threads(n);
+  });
+}
+
+}  // namespace qk::bindings

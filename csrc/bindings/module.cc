@@ -1,0 +1,8 @@
+#include "bindings/bindings.h"
+
+PYBIND11_MODULE(_qk, m) {
+  m.doc() = "qk's compiled kernels (private: use the qk package)";
+  m.attr("__version__") = QK_VERSION;
+  qk::bindings::bind_cpu(m);
+  qk::bindings::bind_quant(m);
+}

@@ -1,0 +1,93 @@
+"""Quantize, dequantize and fake-quantize: per-tensor or per-channel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _qk
+from ._validate import (
+    make_out,
+    normalize_axis,
+    require_array,
+    require_int,
+    scales_float32,
+    zero_points_float32,
+)
+
+_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
+
+
+def _layout(shape, axis):
+    """(outer, channels, inner) of a C-contiguous array, and the normalized axis."""
+    if axis is None:
+        return (1, 1, int(np.prod(shape, dtype=np.int64))), None
+    axis = normalize_axis(axis, len(shape))
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    return (outer, shape[axis], inner), axis
+
+
+def _params(shape, axis, scale, zero_point, zp_low, zp_high):
+    if axis is not None and len(shape) == 0:
+        raise ValueError("axis: per-channel quantization needs at least a 1-D array, got a 0-d array")
+    layout, axis = _layout(shape, axis)
+    length = None if axis is None else shape[axis]
+    s = scales_float32(scale, "scale", length)
+    z = zero_points_float32(zero_point, "zero_point", length, zp_low, zp_high)
+    return layout, s, z
+
+
+def _qdtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in _RANGES:
+        raise TypeError(f"dtype: expected numpy.int8 or numpy.uint8, got {dtype!r}")
+    return dt
+
+
+def quantize(x, scale, zero_point=0, *, axis=None, dtype=np.int8, out=None):
+    """Quantizes float32 `x` to int8 or uint8.
+
+    ``q = clip(rint(x / scale) + zero_point, qmin, qmax)`` computed in float32
+    with round half to even; NaN maps to `zero_point`, +inf to qmax and -inf
+    to qmin. With ``axis=None`` `scale` and `zero_point` are scalars
+    (per-tensor); with an integer `axis` they are 1-D arrays as long as that
+    axis (per-channel).
+    """
+    qdtype = _qdtype(dtype)
+    x = require_array(x, "x", [np.float32])
+    qmin, qmax = _RANGES[qdtype]
+    layout, s, z = _params(x.shape, axis, scale, zero_point, qmin, qmax)
+    out = make_out(out, "out", x.shape, qdtype)
+    _qk.quantize(x, out, qdtype == np.uint8, *layout, s, z, float(qmin), float(qmax))
+    return out
+
+
+def dequantize(q, scale, zero_point=0, *, axis=None, out=None):
+    """Dequantizes int8 or uint8 `q` to float32: ``float32(q - zero_point) * scale``."""
+    q = require_array(q, "q", [np.int8, np.uint8])
+    qmin, qmax = _RANGES[q.dtype]
+    layout, s, z = _params(q.shape, axis, scale, zero_point, qmin, qmax)
+    out = make_out(out, "out", q.shape, np.float32)
+    _qk.dequantize(q, q.dtype == np.uint8, out, *layout, s, z)
+    return out
+
+
+def fake_quantize(x, scale, zero_point=0, *, axis=None, qmin=-128, qmax=127, out=None):
+    """Quantizes then dequantizes float32 `x` on the integer grid [qmin, qmax],
+    in one pass: ``(clip(rint(x / scale) + zero_point, qmin, qmax) - zero_point) * scale``.
+
+    `qmin` and `qmax` may be any integers in [-128, 255], so 2- to 8-bit grids,
+    signed or unsigned, all work. NaN maps to 0.
+    """
+    x = require_array(x, "x", [np.float32])
+    qmin = require_int(qmin, "qmin", -128, 255)
+    qmax = require_int(qmax, "qmax", -128, 255)
+    if qmin > qmax:
+        raise ValueError(f"qmin: must be <= qmax, got qmin={qmin}, qmax={qmax}")
+    layout, s, z = _params(x.shape, axis, scale, zero_point, qmin, qmax)
+    out = make_out(out, "out", x.shape, np.float32)
+    _qk.fake_quantize(x, out, *layout, s, z, float(qmin), float(qmax))
+    return out

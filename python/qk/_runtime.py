@@ -1,0 +1,50 @@
+"""ISA paths and threads: what the machine can run, and the caps in force."""
+
+from __future__ import annotations
+
+from . import _qk
+from ._validate import require_int
+
+# Kernel families whose path is reported by `kernel_paths()`, in build order.
+_FAMILIES = ("quant", "fp16", "gemm")
+
+
+def available_isas() -> list[str]:
+    """The ISA paths this CPU and OS can run, best last."""
+    return [name for name in _qk.isa_names() if _qk.isa_supported(name)]
+
+
+def get_isa() -> str:
+    """The ISA cap in force (from `set_isa`, else `QK_ISA`, else the best available)."""
+    return _qk.get_isa()
+
+
+def set_isa(name: str) -> None:
+    """Caps the ISA path for the whole process; each kernel family then runs
+    its best implementation at or below the cap."""
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a str, got {type(name).__name__}")
+    available = available_isas()
+    if name not in available:
+        raise ValueError(f"name: ISA {name!r} is not available on this machine; available: {', '.join(available)}")
+    _qk.set_isa(name)
+
+
+def get_num_threads() -> int:
+    """Threads used for large problems."""
+    return _qk.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the threads used for large problems (small ones stay on one thread)."""
+    _qk.set_num_threads(require_int(n, "n", 1, 4096))
+
+
+def cpu_features() -> dict[str, bool]:
+    """CPU features relevant to qk, as usable by this process (OS support included)."""
+    return dict(_qk.cpu_features())
+
+
+def kernel_paths() -> dict[str, str]:
+    """The ISA path each kernel family runs on under the current cap."""
+    return {f: getattr(_qk, f"{f}_path")() for f in _FAMILIES if hasattr(_qk, f"{f}_path")}

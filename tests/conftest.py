@@ -1,0 +1,28 @@
+"""Shared fixtures: every kernel test runs once per ISA path the machine has."""
+
+import pytest
+
+import qk
+
+ALL_ISAS = ["scalar", "avx2", "avx_vnni", "avx512", "avx512_vnni", "amx"]
+
+
+@pytest.fixture(params=ALL_ISAS)
+def isa(request):
+    """Caps the ISA path for one test; skips paths this machine cannot run."""
+    name = request.param
+    if name not in qk.available_isas():
+        pytest.skip(f"this machine cannot run the {name} path")
+    previous = qk.get_isa()
+    qk.set_isa(name)
+    yield name
+    qk.set_isa(previous)
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    """Runs a test with 1 and with 2 threads."""
+    previous = qk.get_num_threads()
+    qk.set_num_threads(request.param)
+    yield request.param
+    qk.set_num_threads(previous)
