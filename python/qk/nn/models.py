@@ -6,17 +6,17 @@ import numpy as np
 
 from . import functional as F
 from .data import load_digits
-from .modules import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
+from .modules import BatchNorm1d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 from .optim import SGD, AdamW, CosineLR
 from .random import manual_seed
 from .train import evaluate, fit
 
 
 def digits_mlp() -> Sequential:
-    """64-256-128-10 MLP with ReLU; input (N, 64)."""
+    """64-256-128-10 MLP, Linear + BatchNorm1d + ReLU per hidden layer; input (N, 64)."""
     return Sequential(
-        Linear(64, 256), ReLU(),
-        Linear(256, 128), ReLU(),
+        Linear(64, 256), BatchNorm1d(256), ReLU(),
+        Linear(256, 128), BatchNorm1d(128), ReLU(),
         Linear(128, 10),
     )
 
@@ -33,8 +33,8 @@ def digits_cnn() -> Sequential:
 
 # name -> (constructor, image inputs?, epochs, make optimizer)
 _RECIPES = {
-    "mlp": (digits_mlp, False, 30, lambda params: AdamW(params, lr=2e-3, weight_decay=1e-4)),
-    "cnn": (digits_cnn, True, 30, lambda params: SGD(params, lr=0.05, momentum=0.9, weight_decay=1e-4)),
+    "mlp": (digits_mlp, False, 20, lambda params: AdamW(params, lr=3e-3, weight_decay=1e-2)),
+    "cnn": (digits_cnn, True, 10, lambda params: SGD(params, lr=0.05, momentum=0.9, weight_decay=1e-4)),
 }
 
 
