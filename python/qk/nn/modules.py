@@ -42,6 +42,12 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
+        if isinstance(value, Parameter) and name in self._parameters:
+            self._parameters[name] = value  # replace in place: keeps the registration order
+            return
+        if isinstance(value, Module) and name in self._modules:
+            self._modules[name] = value
+            return
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
         if isinstance(value, Parameter):
