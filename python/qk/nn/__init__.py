@@ -17,7 +17,7 @@ from .modules import (
 from .optim import SGD, Adam, AdamW, CosineLR, StepLR
 from .random import manual_seed
 from .tensor import Tensor, as_tensor, is_grad_enabled, no_grad
-from .train import evaluate, fit, predict
+from .train import blas_threads, evaluate, fit, predict
 
 
 def save(model, path) -> None:

@@ -55,7 +55,7 @@ def train_reference(name: str, seed: int = 0, epochs: int | None = None, path=No
     optimizer = make_opt(model.parameters())
     scheduler = CosineLR(optimizer, total=max(epochs, 1))
     fit(model, F.cross_entropy, optimizer, data.train, epochs=epochs, batch_size=32, seed=seed,
-        scheduler=scheduler, progress=progress)
+        scheduler=scheduler, progress=progress, blas_threads=1)
     model.eval()
     accuracy = evaluate(model, data.test)
     if path is not None:
