@@ -29,19 +29,23 @@ def qk_epoch(model, opt, x, y, order):
     return loss.item()
 
 
-def test_cnn_epoch_qk(benchmark, digits):
+@pytest.mark.parametrize("blas", [None, 1], ids=["blas-default", "blas-1thread"])
+def test_cnn_epoch_qk(benchmark, digits, blas):
     x, y = digits.train
     nn.manual_seed(0)
     model = nn.models.digits_cnn()
     opt = nn.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
     order = np.random.default_rng(0).permutation(len(x))
-    loss = benchmark.pedantic(qk_epoch, args=(model, opt, x, y, order), rounds=5, warmup_rounds=1)
+    with nn.blas_threads(blas):
+        loss = benchmark.pedantic(qk_epoch, args=(model, opt, x, y, order), rounds=5, warmup_rounds=1)
     assert np.isfinite(loss)
 
 
-def test_cnn_epoch_torch(benchmark, digits):
+@pytest.mark.parametrize("threads", [2, 1])
+def test_cnn_epoch_torch(benchmark, digits, threads):
     torch = pytest.importorskip("torch")
-    torch.set_num_threads(2)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
     x, y = (torch.from_numpy(a) for a in digits.train)
     torch.manual_seed(0)
     model = torch.nn.Sequential(
@@ -61,5 +65,8 @@ def test_cnn_epoch_torch(benchmark, digits):
             opt.step()
         return loss.item()
 
-    loss = benchmark.pedantic(epoch, rounds=5, warmup_rounds=1)
+    try:
+        loss = benchmark.pedantic(epoch, rounds=5, warmup_rounds=1)
+    finally:
+        torch.set_num_threads(previous)
     assert np.isfinite(loss)
