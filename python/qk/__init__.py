@@ -1,6 +1,7 @@
 """qk: CPU quantization toolkit with hand-written SIMD kernels."""
 
 from . import _qk
+from . import nn
 from ._quant_ops import dequantize, fake_quantize, quantize
 from ._runtime import (
     available_isas,
@@ -22,6 +23,7 @@ __all__ = [
     "get_isa",
     "get_num_threads",
     "kernel_paths",
+    "nn",
     "quantize",
     "set_isa",
     "set_num_threads",
