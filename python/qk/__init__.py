@@ -1,6 +1,7 @@
 """qk: CPU quantization toolkit with hand-written SIMD kernels."""
 
 from . import _qk
+from ._fp16_ops import bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16
 from ._quant_ops import dequantize, fake_quantize, quantize
 from ._runtime import (
     available_isas,
@@ -16,9 +17,13 @@ __version__ = _qk.__version__
 
 __all__ = [
     "available_isas",
+    "bf16_to_fp32",
     "cpu_features",
     "dequantize",
     "fake_quantize",
+    "fp16_to_fp32",
+    "fp32_to_bf16",
+    "fp32_to_fp16",
     "get_isa",
     "get_num_threads",
     "kernel_paths",
