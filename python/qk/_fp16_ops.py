@@ -19,8 +19,12 @@ def _convert(kernel, arr, kernel_in_dtype, out, out_dtype, kernel_out_dtype):
     out = make_out(out, "out", arr.shape, out_dtype)
     if out.size == 0:
         return out
-    # A user's `out` that overlaps the input would be read after being written.
-    target = np.empty_like(out) if np.may_share_memory(arr, out) else out
+    if not arr.flags.aligned:  # the kernels assume element-aligned pointers
+        arr = arr.copy()
+    # A user's `out` that overlaps the input would be read after being
+    # written; an unaligned one is written through an aligned buffer.
+    unsafe = not out.flags.aligned or np.may_share_memory(arr, out)
+    target = np.empty_like(out) if unsafe else out
     kernel(arr.view(kernel_in_dtype), target.view(kernel_out_dtype))
     if target is not out:
         np.copyto(out, target)
