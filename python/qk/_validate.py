@@ -21,8 +21,7 @@ def require_array(value, name: str, dtypes) -> np.ndarray:
     if value.dtype not in allowed:
         names = " or ".join(str(d) for d in allowed)
         raise TypeError(f"{name}: expected dtype {names}, got {value.dtype}")
-    # np.ascontiguousarray would turn a 0-d array into shape (1,).
-    return value if value.flags.c_contiguous else np.ascontiguousarray(value)
+    return np.ascontiguousarray(value)
 
 
 def require_int(value, name: str, low: int | None = None, high: int | None = None) -> int:
