@@ -21,7 +21,8 @@ def require_array(value, name: str, dtypes) -> np.ndarray:
     if value.dtype not in allowed:
         names = " or ".join(str(d) for d in allowed)
         raise TypeError(f"{name}: expected dtype {names}, got {value.dtype}")
-    return np.ascontiguousarray(value)
+    # Not np.ascontiguousarray: it turns 0-d arrays into 1-d ones.
+    return value if value.flags.c_contiguous else value.copy(order="C")
 
 
 def require_int(value, name: str, low: int | None = None, high: int | None = None) -> int:
@@ -61,7 +62,8 @@ def make_out(out, name: str, shape, dtype) -> np.ndarray:
 
 def channel_params(values, name: str, length: int | None) -> np.ndarray:
     """Converts a per-tensor scalar (length None) or a per-channel 1-D sequence
-    of `length` values to a 1-D float64 array, checking the shape."""
+    of `length` values to a 1-D float64 array, checking the shape. A scalar
+    given for a per-channel parameter applies to every channel."""
     arr = np.asarray(values)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating)):
         raise TypeError(f"{name}: expected real numbers, got {arr.dtype}")
@@ -69,6 +71,8 @@ def channel_params(values, name: str, length: int | None) -> np.ndarray:
         if arr.size != 1 or arr.ndim > 1:
             raise ValueError(f"{name}: expected a scalar for per-tensor quantization (axis=None), got shape {arr.shape}")
         return arr.reshape(1).astype(np.float64)
+    if arr.ndim == 0:
+        return np.full(length, arr, dtype=np.float64)
     if arr.ndim != 1 or arr.shape[0] != length:
         raise ValueError(f"{name}: expected a 1-D array of {length} values (the length of the axis), got shape {arr.shape}")
     return arr.astype(np.float64)
