@@ -29,7 +29,7 @@ def run_suite(files: list[str], json_path: str, extra: list[str]) -> None:
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files,
            f"--benchmark-json={json_path}", "--benchmark-min-rounds=5", *extra]
     print("$ " + " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, check=True, cwd=HERE.parent)
+    subprocess.run(cmd, check=True, cwd=HERE.parent, stdout=sys.stderr)
 
 
 def _fmt_time(seconds: float) -> str:
