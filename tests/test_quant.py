@@ -247,3 +247,20 @@ def test_property_per_channel_equals_per_tensor_slices(shape, data):
         sl = [slice(None)] * len(shape)
         sl[axis] = i
         np.testing.assert_array_equal(q[tuple(sl)], qk.quantize(np.ascontiguousarray(x[tuple(sl)]), scale[i], 0))
+
+
+@pytest.mark.parametrize("offset", [0, 1, 3])
+def test_large_outputs_streamed_past_the_cache(isa, threads, offset):
+    # Over 16 MiB of float32 output: paths may use non-temporal stores, which
+    # need an aligned head; `offset` misaligns the output buffer on purpose.
+    n = 4_500_001
+    x = sample(n, seed=13)
+    buf = np.empty(n + offset, np.float32)
+    out = buf[offset:]
+    assert_same_bits(qk.fake_quantize(x, 0.07, 3, out=out), ref_fake_quantize(x, 0.07, 3, -128, 127))
+    q = qk.quantize(x, 0.07, 3)
+    assert_same_bits(qk.dequantize(q, 0.07, 3, out=out), ref_dequantize(q, 0.07, 3))
+    x2 = x[: 3 * 1_500_000].reshape(3, 1_500_000)
+    scale = np.array([0.05, 0.1, 0.2], np.float32)
+    out2 = buf[offset: offset + x2.size].reshape(x2.shape)
+    assert_same_bits(qk.fake_quantize(x2, scale, 0, axis=0, out=out2), ref_fake_quantize(x2, scale, 0, -128, 127, 0))
