@@ -11,15 +11,18 @@
 namespace qk::fp16::avx512 {
 namespace {
 
+// The per-block steps must inline into the loops (a call per block costs a third).
+#define QK_FP16_STEP inline __attribute__((always_inline))
+
 constexpr size_t kLanes = 16;
 
-__mmask16 tail_mask(size_t count) {
+QK_FP16_STEP __mmask16 tail_mask(size_t count) {
   return count >= kLanes ? __mmask16(0xffff) : __mmask16((1u << count) - 1u);
 }
 
 // ---- steps: 16 elements, masked-off lanes read as zero ---------------------
 
-__m256i f32_to_f16_16(__m512 x) {
+QK_FP16_STEP __m256i f32_to_f16_16(__m512 x) {
   __m256i h = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT);
   const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
   if (__builtin_expect(nan != 0, 0)) {
@@ -33,7 +36,7 @@ __m256i f32_to_f16_16(__m512 x) {
   return h;
 }
 
-__m512 f16_to_f32_16(__m256i h) {
+QK_FP16_STEP __m512 f16_to_f32_16(__m256i h) {
   __m512 x = _mm512_cvtph_ps(h);
   const __mmask16 nan =
       _mm256_cmpgt_epi16_mask(_mm256_and_si256(h, _mm256_set1_epi16(0x7fff)), _mm256_set1_epi16(0x7c00));
@@ -47,7 +50,7 @@ __m512 f16_to_f32_16(__m256i h) {
   return x;
 }
 
-__m256i f32_to_bf16_16(__m512 x) {
+QK_FP16_STEP __m256i f32_to_bf16_16(__m512 x) {
   const __m512i xi = _mm512_castps_si512(x);
   const __m512i hi = _mm512_srli_epi32(xi, 16);
   const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(hi, _mm512_set1_epi32(1)));
@@ -58,7 +61,7 @@ __m256i f32_to_bf16_16(__m512 x) {
   return _mm512_cvtepi32_epi16(r);
 }
 
-__m512 bf16_to_f32_16(__m256i b) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16)); }
+QK_FP16_STEP __m512 bf16_to_f32_16(__m256i b) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16)); }
 
 // ---- loops ----------------------------------------------------------------
 
@@ -125,6 +128,8 @@ void f32_to_bf16(const float* x, uint16_t* b, size_t n, bool stream) {
 void bf16_to_f32(const uint16_t* b, float* x, size_t n, bool stream) {
   widen(b, x, n, stream, [](__m256i v) { return bf16_to_f32_16(v); });
 }
+
+#undef QK_FP16_STEP
 
 }  // namespace
 
