@@ -158,6 +158,61 @@ def test_bf16_overflow_and_ties(isa):
 
 
 # ---------------------------------------------------------------------------
+# The floating-point environment (DAZ, FTZ, rounding mode) changes nothing
+# ---------------------------------------------------------------------------
+
+def _mxcsr_setter():
+    """(get, set) of the calling thread's MXCSR through glibc's fenv_t
+    (x86-64 Linux: MXCSR is the last 4 bytes of the 32-byte fenv_t)."""
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64") or not ctypes.util.find_library("m"):
+        pytest.skip("needs x86-64 glibc to set MXCSR")
+    libm = ctypes.CDLL(ctypes.util.find_library("m"))
+
+    def get():
+        env = (ctypes.c_ubyte * 32)()
+        assert libm.fegetenv(env) == 0
+        return env
+
+    def set_mxcsr(env, value):
+        new = (ctypes.c_ubyte * 32).from_buffer_copy(bytes(env))
+        new[28:32] = list(value.to_bytes(4, "little"))
+        assert libm.fesetenv(new) == 0
+
+    return get, set_mxcsr
+
+
+@pytest.mark.parametrize("rounding", [0x0000, 0x2000, 0x4000, 0x6000], ids=["rne", "down", "up", "zero"])
+def test_independent_of_daz_ftz_and_rounding_mode(isa, rounding):
+    get, set_mxcsr = _mxcsr_setter()
+    u = np.concatenate([special_f32_bits()[::8], random_f32_bits(1 << 16, seed=9)])
+    x = u.view(np.float32)
+    h = np.arange(1 << 16, dtype=np.uint16)
+    with np.errstate(all="ignore"):
+        want = (bits16(x.astype(np.float16)), bits32(h.view(np.float16).astype(np.float32)),
+                ref_f32_to_bf16(u), h.astype(U32) << U32(16))
+    previous_threads = qk.get_num_threads()
+    qk.set_num_threads(1)  # the kernels then run on this thread, under its MXCSR
+    saved = get()
+    mxcsr = int.from_bytes(bytes(saved[28:32]), "little")
+    try:
+        # DAZ (0x40) and FTZ (0x8000) on, rounding control (bits 13-14) as given.
+        set_mxcsr(saved, (mxcsr & ~0x6000) | 0x8040 | rounding)
+        probe = np.array([1e-40], np.float32) * np.float32(1)  # DAZ really is on: a subnormal reads as 0
+        got = (bits16(qk.fp32_to_fp16(x)), bits32(qk.fp16_to_fp32(h.view(np.float16))),
+               qk.fp32_to_bf16(x), bits32(qk.bf16_to_fp32(h)))
+    finally:
+        set_mxcsr(saved, mxcsr)
+        qk.set_num_threads(previous_threads)
+    assert probe[0] == 0
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+# ---------------------------------------------------------------------------
 # Exhaustive: all 2^32 float32 bit patterns (slow; CI runs it)
 # ---------------------------------------------------------------------------
 
