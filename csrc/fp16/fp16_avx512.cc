@@ -4,6 +4,12 @@
 // rare masked fix-up, as in fp16_avx2.cc (same MXCSR independence argument).
 #include <immintrin.h>
 
+// GCC 12's avx512fintrin.h trips -Wmaybe-uninitialized on its own
+// _mm512_undefined_* placeholders when these intrinsics inline (false positive).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <cstdint>
 
 #include "fp16/fp16_kernels.h"
