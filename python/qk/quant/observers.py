@@ -313,10 +313,10 @@ class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
         c = np.float32(self.averaging_constant)
         # A channel that has seen no finite value yet (min > max) takes the batch's range.
         fresh = self.min_val > self.max_val
-        new_min = (self.min_val + c * (mn - self.min_val)).astype(np.float32)
-        new_max = (self.max_val + c * (mx - self.max_val)).astype(np.float32)
         batch_empty = mn > mx
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
+            new_min = (self.min_val + c * (mn - self.min_val)).astype(np.float32)
+            new_max = (self.max_val + c * (mx - self.max_val)).astype(np.float32)
             self.min_val = np.where(fresh, mn, np.where(batch_empty, self.min_val, new_min)).astype(np.float32)
             self.max_val = np.where(fresh, mx, np.where(batch_empty, self.max_val, new_max)).astype(np.float32)
 
@@ -407,8 +407,10 @@ class HistogramObserver(Observer):
             self.hist[min(self.zero_bin, self.bins - 1)] = count
             return
         w, a, n = self.width, self.zero_bin, self.bins
-        left = max(a, int(math.ceil(-mn / w)))  # bins needed below zero, in old widths
-        right = max(n - a, int(math.ceil(mx / w)))  # bins needed above zero
+        # Bins needed below and above zero, in old widths (a value a hair past an
+        # edge is clipped into the edge bin rather than doubling the width).
+        left = max(a, int(math.ceil(-mn / w - 1e-9)))
+        right = max(n - a, int(math.ceil(mx / w - 1e-9)))
         if left == a and right == n - a:
             return
         k = max(1, -(-(left + right) // n))
@@ -448,6 +450,8 @@ class HistogramObserver(Observer):
         histogram is accurate to within a bin."""
         if not isinstance(other, HistogramObserver):
             raise TypeError(f"other: expected a HistogramObserver, got {type(other).__name__}")
+        if other.bins != self.bins:
+            raise ValueError(f"other: has {other.bins} bins, this observer has {self.bins}")
         if not other._observed:
             return self
         self._observed = True
@@ -461,12 +465,12 @@ class HistogramObserver(Observer):
             else:
                 self.hist[min(self.zero_bin, self.bins - 1)] += other.hist.sum()
             return self
-        edges = other.bin_edges
-        lo, hi = min(float(edges[0]), 0.0), max(float(edges[-1]), 0.0)
         if self.width == 0.0 and self.hist.sum() == 0.0:
-            self._init_layout(lo, hi)
-        else:
-            self._grow(lo, hi)
+            self.hist = other.hist.copy()
+            self.width, self.zero_bin = other.width, other.zero_bin
+            return self
+        edges = other.bin_edges
+        self._grow(min(float(edges[0]), 0.0), max(float(edges[-1]), 0.0))
         cdf = np.concatenate([[0.0], np.cumsum(other.hist)])
         mine = np.interp(self.bin_edges, edges, cdf)
         self.hist += np.diff(mine)
@@ -485,9 +489,14 @@ class HistogramObserver(Observer):
     def _levels(self) -> int:
         return self.scheme.qmax - self.scheme.qmin + 1
 
-    def range(self):
-        """The ``(min, max)`` range chosen by `method` (float64)."""
+    def range(self) -> tuple[float, float]:
+        """The ``(min, max)`` range chosen by `method`, within the observed
+        [min, max] (and widened to include 0 by `choose_qparams` later)."""
         self._require_observed()
+        lo, hi = self._choose_range()
+        return float(lo), float(hi)
+
+    def _choose_range(self):
         lo, hi = float(self.min_val), float(self.max_val)
         if lo > hi:
             return 0.0, 0.0
@@ -495,28 +504,33 @@ class HistogramObserver(Observer):
             return lo, hi
         symmetric = self.scheme.symmetric
         one_sided = lo >= 0.0 or hi <= 0.0
+
+        def clamp(a, b):
+            # within the observed range, and including 0 (as choose_qparams will)
+            return min(0.0, max(lo, a)), max(0.0, min(hi, b))
+
         if self.method == "percentile":
             if symmetric:
                 t = _quantile(self._abs_hist(), self.width, self.percentile / 100.0)
-                return -t, t
-            edges = self.bin_edges
-            q_lo = _quantile(self.hist, self.width, 1.0 - self.percentile / 100.0, float(edges[0]))
-            q_hi = _quantile(self.hist, self.width, self.percentile / 100.0, float(edges[0]))
-            return max(lo, min(q_lo, 0.0)), min(hi, max(q_hi, 0.0))
+                return clamp(-t, t)
+            start = float(self.bin_edges[0])
+            q_lo = _quantile(self.hist, self.width, 1.0 - self.percentile / 100.0, start)
+            q_hi = _quantile(self.hist, self.width, self.percentile / 100.0, start)
+            return clamp(q_lo, q_hi)
         if self.method == "entropy":
             if symmetric or not one_sided:
                 levels = self._levels() // 2
             else:
                 levels = self._levels()
             t = _kl_threshold(self._abs_hist(), levels) * self.width
-            return max(lo, -t), min(hi, t)
+            return clamp(-t, t)
         # mse
-        half = (self.scheme.qmax - self.scheme.qmin) / 2.0
         if symmetric:
+            half = (self.scheme.qmax - self.scheme.qmin) / 2.0
             t = _mse_symmetric(self._abs_hist(), half) * self.width
-            return max(lo, -t), min(hi, t)
+            return clamp(-t, t)
         i, j = _mse_affine(self.hist, self.zero_bin, self.scheme.qmax - self.scheme.qmin)
-        return max(lo, -i * self.width), min(hi, j * self.width)
+        return clamp(-i * self.width, j * self.width)
 
     def qparams(self):
         """``(scale: numpy.float32, zero_point: int)`` for the range chosen by `method`."""
@@ -548,7 +562,7 @@ def _quantile(hist: np.ndarray, width: float, q: float, start: float = 0.0) -> f
     j = min(j, hist.size - 1)
     below = cdf[j - 1] if j > 0 else 0.0
     frac = (target - below) / hist[j] if hist[j] > 0 else 1.0
-    return start + (j + min(max(frac, 0.0), 1.0)) * width
+    return float(start + (j + min(max(frac, 0.0), 1.0)) * width)
 
 
 def _smooth(p: np.ndarray, eps: float = 1e-4):
