@@ -565,57 +565,75 @@ def _quantile(hist: np.ndarray, width: float, q: float, start: float = 0.0) -> f
     return float(start + (j + min(max(frac, 0.0), 1.0)) * width)
 
 
-def _smooth(p: np.ndarray, eps: float = 1e-4):
-    """Moves a little mass onto the empty bins so that KL is finite (as MXNet
-    and TensorRT do); None when `p` has no mass."""
-    zeros = p == 0
-    n_nonzero = p.size - int(zeros.sum())
-    if n_nonzero == 0:
-        return None
-    eps1 = eps * (p.size - n_nonzero) / n_nonzero
-    out = p + np.where(zeros, eps, -eps1)
-    np.maximum(out, eps * 1e-3, out=out)
-    return out
+_KL_SMOOTH = 1e-4
 
 
 def _kl_threshold(hist: np.ndarray, levels: int) -> int:
     """TensorRT's entropy calibration over a histogram of |x|: the number of
-    bins i (levels <= i <= len(hist)) whose clipped distribution, quantized to
-    `levels` levels, diverges least from the original; returns i."""
-    m = hist.size
+    bins i (levels <= i <= len(hist)) whose clipped distribution diverges
+    least (KL) from its quantization to `levels` levels; returns i.
+
+    For each candidate i: P is the first i bins with the mass of the bins past
+    i added to the last one; Q splits the first i bins (without that outlier
+    mass) into `levels` chunks and spreads each chunk's mass evenly over the
+    bins where P is nonzero. Both are smoothed (a little mass moved onto empty
+    bins, as MXNet/TensorRT do) and normalized. Candidates are evaluated in
+    vectorized blocks.
+    """
     nonzero = np.nonzero(hist)[0]
     if nonzero.size == 0:
-        return m
+        return hist.size
     m = int(nonzero[-1]) + 1  # bins past the last nonzero one add nothing
     if m <= levels:
         return m
-    best_i, best_kl = m, np.inf
-    prefix = np.concatenate([[0.0], np.cumsum(hist)])
+    h = np.asarray(hist[:m], dtype=np.float64)
+    prefix = np.concatenate([[0.0], np.cumsum(h)])
     total = prefix[-1]
-    for i in range(levels, m + 1):
-        if prefix[i] == 0:
-            continue
-        p = hist[:i].copy()
-        p[i - 1] += total - prefix[i]
+    cands = np.arange(levels, m + 1)
+    cands = cands[prefix[cands] > 0]
+    b = np.arange(m)
+    block = max(1, (1 << 18) // m)
+    best_i, best_kl = m, np.inf
+    for s0 in range(0, cands.size, block):
+        i = cands[s0:s0 + block]
+        rows = np.arange(i.size)
+        col = i[:, None]
+        valid = b[None, :] < col
+        p = np.where(valid, h[None, :], 0.0)
+        p[rows, i - 1] += total - prefix[i]
         nz = p > 0
-        # Split the i bins into `levels` chunks, and spread each chunk's mass
-        # (without the outliers) evenly over its nonzero bins.
-        starts = (np.arange(levels) * i) // levels
-        chunk_sum = np.add.reduceat(hist[:i], starts)
-        chunk_nz = np.add.reduceat(nz.astype(np.float64), starts)
-        chunk_of_bin = np.repeat(np.arange(levels), np.diff(np.append(starts, i)))
+        chunk = np.where(valid, ((b[None, :] + 1) * levels + col - 1) // col - 1, 0)
+        flat = (rows[:, None] * levels + chunk).ravel()
+        chunk_sum = np.bincount(flat, weights=np.where(valid, h[None, :], 0.0).ravel(), minlength=i.size * levels)
+        chunk_nz = np.bincount(flat, weights=nz.ravel().astype(np.float64), minlength=i.size * levels)
         with np.errstate(divide="ignore", invalid="ignore"):
-            q = np.where(nz, chunk_sum[chunk_of_bin] / chunk_nz[chunk_of_bin], 0.0)
-        ps = _smooth(p)
-        qs = _smooth(q)
-        if ps is None or qs is None:
-            continue
-        ps /= ps.sum()
-        qs /= qs.sum()
-        kl = float(np.sum(ps * np.log(ps / qs)))
-        if kl < best_kl:
-            best_kl, best_i = kl, i
+            per_bin = (chunk_sum / chunk_nz)[flat].reshape(p.shape)
+        q = np.where(nz, per_bin, 0.0)
+        ps, ok_p = _smooth_rows(p, valid)
+        qs, ok_q = _smooth_rows(q, valid)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ps /= ps.sum(axis=1, keepdims=True)
+            qs /= qs.sum(axis=1, keepdims=True)
+            terms = np.where(valid, ps * np.log(np.where(valid, ps / qs, 1.0)), 0.0)
+        kl = np.where(ok_p & ok_q, terms.sum(axis=1), np.inf)
+        k = int(np.argmin(kl))
+        if kl[k] < best_kl:
+            best_kl, best_i = float(kl[k]), int(i[k])
     return best_i
+
+
+def _smooth_rows(p: np.ndarray, valid: np.ndarray):
+    """Row-wise smoothing over the valid bins: each empty bin gets eps, taken
+    evenly from the nonzero ones (floored at a tiny positive value). Returns
+    the smoothed rows (0 outside `valid`) and which rows had any mass."""
+    zeros = valid & (p == 0)
+    n_nonzero = valid.sum(axis=1) - zeros.sum(axis=1)
+    ok = n_nonzero > 0
+    eps1 = _KL_SMOOTH * zeros.sum(axis=1) / np.maximum(n_nonzero, 1)
+    out = np.where(zeros, _KL_SMOOTH, p - eps1[:, None])
+    np.maximum(out, _KL_SMOOTH * 1e-3, out=out)
+    out[~valid] = 0.0
+    return out, ok
 
 
 def _clip_errors_right(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
