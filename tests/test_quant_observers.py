@@ -822,3 +822,23 @@ def test_torch_parity_custom_bit_width(bits, signed, symmetric):
         theirs(torch.from_numpy(x))
         s, z = theirs.calculate_qparams()
         assert ours.qparams() == (F32(s.item()), int(z.item()))
+
+
+def test_extreme_float64_and_range_jumps():
+    big = np.array([-1e300, 5.0, 1e300], np.float64)
+    tiny = np.array([1e-300, -1e-300, 0.0], np.float64)
+    for factory in ALL_PER_TENSOR:
+        o = factory(U8)
+        o.observe(tiny)
+        o.observe(big)
+        o.observe(np.array([1e-45, 2.0], np.float32))
+        s, z = o.qparams()
+        assert np.isfinite(s) and s > 0 and 0 <= z <= 255
+    p = PerChannelMinMaxObserver(U8, axis=0)
+    p.observe(np.stack([big, tiny]))
+    s, z = p.qparams()
+    assert np.all(np.isfinite(s)) and np.all(s > 0)
+    h = HistogramObserver(U8, bins=16)
+    h.observe(np.array([1e-30, 2e-30], np.float32))
+    h.observe(np.array([-3e38, 3e38], np.float32))
+    assert h.hist.sum() == 4 and h.bin_edges[0] <= -3e38 and h.bin_edges[-1] >= 3e38

@@ -17,6 +17,7 @@ from .._validate import normalize_axis
 from .scheme import EPS, QScheme, choose_qparams
 
 _FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 class NotCalibratedError(ValueError, RuntimeError):
@@ -60,15 +61,18 @@ def _check_averaging_constant(c) -> float:
 def _finite_min_max(x: np.ndarray):
     """(finite values, min, max) of a non-empty array, min and max as float64,
     or None when it has no finite value. The values are `x` itself when all
-    are finite (no copy), else a 1-D copy of the finite ones."""
+    are finite (no copy), else a 1-D copy of the finite ones. min and max are
+    clamped to the float32 range (float64 inputs beyond it)."""
     mn = x.min()
     mx = x.max()
     if np.isfinite(mn) and np.isfinite(mx):
-        return x, float(mn), float(mx)
-    finite = x[np.isfinite(x)]
-    if finite.size == 0:
-        return None
-    return finite, float(finite.min()), float(finite.max())
+        values = x
+    else:
+        values = x[np.isfinite(x)]
+        if values.size == 0:
+            return None
+        mn, mx = values.min(), values.max()
+    return values, min(max(float(mn), -_F32_MAX), _F32_MAX), min(max(float(mx), -_F32_MAX), _F32_MAX)
 
 
 class Observer:
@@ -244,6 +248,9 @@ class PerChannelMinMaxObserver(Observer):
             finite = np.isfinite(x)
             mn = np.where(finite, x, np.inf).min(axis=others) if others else np.where(finite, x, np.inf)
             mx = np.where(finite, x, -np.inf).max(axis=others) if others else np.where(finite, x, -np.inf)
+        if x.dtype == np.float64:  # clamp to the float32 range; empty channels stay min > max
+            mn = np.clip(mn, -_F32_MAX, _F32_MAX)
+            mx = np.clip(mx, -_F32_MAX, _F32_MAX)
         return mn.astype(np.float32), mx.astype(np.float32)
 
     def _update(self, mn, mx) -> None:
@@ -417,6 +424,15 @@ class HistogramObserver(Observer):
             self.hist[min(self.zero_bin, self.bins - 1)] = count
             return
         w, a, n = self.width, self.zero_bin, self.bins
+        if max(-mn, mx) / w > float(n) * 2.0**40:
+            # The old histogram would shrink into one bin: start a new layout
+            # and move each old bin's mass to the new bin holding its centre.
+            old_centres = (np.arange(n) - a + 0.5) * w
+            old = self.hist
+            self._init_layout(mn, mx)
+            target = np.clip(np.floor(old_centres / self.width) + self.zero_bin, 0, n - 1).astype(np.intp)
+            self.hist = np.bincount(target, weights=old, minlength=n).astype(np.float64)
+            return
         # Bins needed below and above zero, in old widths (a value a hair past an
         # edge is clipped into the edge bin rather than doubling the width).
         left = max(a, int(math.ceil(-mn / w - 1e-9)))
