@@ -437,8 +437,8 @@ def test_histogram_no_growth_is_exact():
     for s in small:
         a.observe(s)
     b.observe(np.concatenate([big] + small))
-    if a.width == b.width:  # the first batch held the whole range
-        np.testing.assert_array_equal(a.hist, b.hist)
+    assert a.width == b.width  # the first batch held the whole range
+    np.testing.assert_array_equal(a.hist, b.hist)
 
 
 def test_histogram_growth_from_zero_and_small_ranges():
@@ -535,6 +535,31 @@ def test_entropy_clips_outliers_for_int8():
         mm.observe(x)
         bulk = x[np.abs(x) < 3]
         assert fq_mse(scheme, bulk, *o.qparams()) < 0.1 * fq_mse(scheme, bulk, *mm.qparams())
+
+
+def test_entropy_one_sided_affine_uses_all_levels():
+    rng = np.random.default_rng(6)
+    x = np.maximum(rng.standard_t(3, 50000), 0).astype(F32)  # ReLU output, heavy tail
+    o = HistogramObserver(U8, method="entropy")
+    o.observe(x)
+    lo, hi = o.range()
+    assert lo == 0.0 and 1.0 < hi < x.max()
+    s, z = o.qparams()
+    assert z == 0 and s == F32(hi) / F32(255)
+
+
+def test_qconfig_custom_observers():
+    c = QConfig(
+        weight=QScheme(4, symmetric=True, axis=1),
+        activation=U8,
+        weight_observer=functools.partial(MovingAveragePerChannelMinMaxObserver, averaging_constant=0.1),
+        activation_observer=functools.partial(HistogramObserver, method="percentile", percentile=99.9),
+    )
+    w = c.make_weight_observer()
+    assert isinstance(w, MovingAveragePerChannelMinMaxObserver) and w.axis == 1 and w.averaging_constant == 0.1
+    a = c.make_activation_observer()
+    assert a.method == "percentile" and a.percentile == 99.9
+    assert c.make_weight_observer() is not w  # a fresh observer each time
 
 
 def _kl_reference(hist, levels):
