@@ -17,6 +17,16 @@ N = 1 << 20
 
 
 @pytest.fixture(scope="module")
+def torch_1thread():
+    """PyTorch with one thread, like the single-threaded NumPy code it is compared with."""
+    torch = pytest.importorskip("torch")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
 def data():
     return np.random.default_rng(0).standard_t(4, size=N).astype(np.float32)
 
@@ -45,8 +55,8 @@ def test_histogram_qparams_qk(benchmark, data, method):
     benchmark(obs.qparams)
 
 
-def test_minmax_observe_torch(benchmark, data):
-    torch = pytest.importorskip("torch")
+def test_minmax_observe_torch(benchmark, data, torch_1thread):
+    torch = torch_1thread
     from torch.ao.quantization.observer import MinMaxObserver as TorchMinMax
 
     obs = TorchMinMax()
@@ -54,8 +64,8 @@ def test_minmax_observe_torch(benchmark, data):
     benchmark(obs, t)
 
 
-def test_histogram_observe_torch(benchmark, data):
-    torch = pytest.importorskip("torch")
+def test_histogram_observe_torch(benchmark, data, torch_1thread):
+    torch = torch_1thread
     from torch.ao.quantization.observer import HistogramObserver as TorchHistogram
 
     obs = TorchHistogram()
@@ -64,8 +74,8 @@ def test_histogram_observe_torch(benchmark, data):
     benchmark(obs, t)
 
 
-def test_histogram_qparams_torch(benchmark, data):
-    torch = pytest.importorskip("torch")
+def test_histogram_qparams_torch(benchmark, data, torch_1thread):
+    torch = torch_1thread
     from torch.ao.quantization.observer import HistogramObserver as TorchHistogram
 
     obs = TorchHistogram()
