@@ -80,7 +80,7 @@ def test_scheme_bad_arguments(kwargs, exc, word):
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 5, 8])
 @pytest.mark.parametrize("signed", [True, False])
-def test_scheme_quantize_matches_reference(bits, signed):
+def test_scheme_quantize_matches_reference(bits, signed, isa):
     rng = np.random.default_rng(bits)
     x = (rng.standard_normal((5, 37)) * 3).astype(F32)
     x[0, :4] = [np.nan, np.inf, -np.inf, 0.0]
