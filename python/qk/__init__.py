@@ -1,6 +1,7 @@
 """qk: CPU quantization toolkit with hand-written SIMD kernels."""
 
 from . import _qk
+from . import quant
 from ._quant_ops import dequantize, fake_quantize, quantize
 from ._runtime import (
     available_isas,
