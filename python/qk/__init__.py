@@ -2,6 +2,7 @@
 
 from . import _qk
 from . import quant
+from . import nn, ptq
 from ._quant_ops import dequantize, fake_quantize, quantize
 from ._runtime import (
     available_isas,

@@ -121,6 +121,19 @@ def _windows(x: np.ndarray, kernel, stride):
     return w[:, :, :: stride[0], :: stride[1]]
 
 
+def im2col(x: np.ndarray, kernel, stride, padding, pad_value=0):
+    """Rows of flattened (C, KH, KW) patches of an (N, C, H, W) array: returns
+    (cols of shape (N*OH*OW, C*KH*KW), (OH, OW), padded input). Any dtype:
+    quantized layers pad uint8 inputs with their zero point."""
+    n, c = x.shape[:2]
+    (kh, kw), (ph, pw) = kernel, padding
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
+    win = _windows(x, (kh, kw), stride)
+    oh, ow = win.shape[2], win.shape[3]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw), (oh, ow), x
+
+
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
     """2-D convolution (cross-correlation, as PyTorch) through im2col and one matmul.
 
@@ -137,10 +150,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     ph, pw = padding
     if h + 2 * ph < kh or w_ + 2 * pw < kw:
         raise ValueError(f"input: spatial size {(h, w_)} with padding {padding} is smaller than the kernel {(kh, kw)}")
-    xp = np.pad(x.data, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x.data
-    win = _windows(xp, (kh, kw), stride)
-    oh, ow = win.shape[2], win.shape[3]
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+    cols, (oh, ow), xp = im2col(x.data, (kh, kw), stride, padding)
     wmat = weight.data.reshape(o, -1)
     out = (cols @ wmat.T).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
     if bias is not None:
