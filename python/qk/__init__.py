@@ -2,6 +2,8 @@
 
 from . import _qk
 from ._fp16_ops import bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16
+from . import quant
+from . import nn, ptq
 from ._quant_ops import dequantize, fake_quantize, quantize
 from ._runtime import (
     available_isas,

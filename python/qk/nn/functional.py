@@ -1,0 +1,276 @@
+"""Differentiable operations on Tensors (each with its backward rule)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .tensor import Tensor, is_grad_enabled
+
+
+def _t(x) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"expected a qk.nn.Tensor, got {type(x).__name__}")
+    return x
+
+
+# --- activations ------------------------------------------------------------
+
+
+def relu(x: Tensor) -> Tensor:
+    x = _t(x)
+    mask = x.data > 0
+    return Tensor.from_op(np.where(mask, x.data, 0).astype(x.dtype), (x,), lambda g: (g * mask,))
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    x = _t(x)
+    slope = np.where(x.data > 0, 1, negative_slope).astype(x.dtype)
+    return Tensor.from_op(x.data * slope, (x,), lambda g: (g * slope,))
+
+
+def tanh(x: Tensor) -> Tensor:
+    x = _t(x)
+    y = np.tanh(x.data)
+    return Tensor.from_op(y, (x,), lambda g: (g * (1 - y * y),))
+
+
+def gelu(x: Tensor) -> Tensor:
+    """GELU, tanh approximation (PyTorch's approximate='tanh')."""
+    x = _t(x)
+    v = x.data
+    c = np.sqrt(2 / np.pi).astype(v.dtype)
+    inner = c * (v + 0.044715 * v ** 3)
+    t = np.tanh(inner)
+    y = 0.5 * v * (1 + t)
+
+    def backward(g):
+        dinner = c * (1 + 3 * 0.044715 * v ** 2)
+        return (g * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * dinner),)
+
+    return Tensor.from_op(y.astype(v.dtype), (x,), backward)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    x = _t(x)
+    shifted = x.data - x.data.max(axis=axis, keepdims=True)
+    y = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    softmax = np.exp(y)
+    return Tensor.from_op(y, (x,), lambda g: (g - softmax * g.sum(axis=axis, keepdims=True),))
+
+
+# --- losses -----------------------------------------------------------------
+
+
+def cross_entropy(logits: Tensor, labels) -> Tensor:
+    """Mean cross-entropy of (N, C) logits against N integer class labels."""
+    logits = _t(logits)
+    labels = np.asarray(labels)
+    if logits.ndim != 2:
+        raise ValueError(f"logits: expected shape (N, C), got {logits.shape}")
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels: expected an integer array, got {labels.dtype}")
+    n, c = logits.shape
+    if labels.shape != (n,):
+        raise ValueError(f"labels: expected shape ({n},) to match the logits, got {labels.shape}")
+    if n and (labels.min() < 0 or labels.max() >= c):
+        raise ValueError(f"labels: expected class indices in [0, {c}), got values in [{labels.min()}, {labels.max()}]")
+    logp = log_softmax(logits, axis=1)
+    rows = np.arange(n)
+    picked = logp.data[rows, labels]
+
+    def backward(g):
+        grad = np.zeros_like(logp.data)
+        grad[rows, labels] = -g / n
+        return (grad,)
+
+    return Tensor.from_op(np.asarray(-picked.mean(), dtype=logits.dtype), (logp,), backward)
+
+
+def mse_loss(prediction: Tensor, target) -> Tensor:
+    prediction = _t(prediction)
+    target = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=prediction.dtype))
+    if prediction.shape != target.shape:
+        raise ValueError(f"target: expected shape {prediction.shape}, got {target.shape}")
+    diff = prediction - target
+    return (diff * diff).mean()
+
+
+# --- layers' maths ------------------------------------------------------------
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight.T + bias, with weight of shape (out_features, in_features)."""
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"input: expected last dimension {weight.shape[1]} (in_features), got shape {x.shape}")
+    y = x @ weight.T
+    return y + bias if bias is not None else y
+
+
+def _pair(v, name):
+    if isinstance(v, int):
+        return (v, v)
+    if isinstance(v, tuple) and len(v) == 2 and all(isinstance(i, int) for i in v):
+        return v
+    raise TypeError(f"{name}: expected an int or a pair of ints, got {v!r}")
+
+
+def _windows(x: np.ndarray, kernel, stride):
+    """(N, C, OH, OW, KH, KW) strided view of x's sliding windows."""
+    w = sliding_window_view(x, kernel, axis=(2, 3))
+    return w[:, :, :: stride[0], :: stride[1]]
+
+
+def im2col(x: np.ndarray, kernel, stride, padding, pad_value=0):
+    """Rows of flattened (C, KH, KW) patches of an (N, C, H, W) array: returns
+    (cols of shape (N*OH*OW, C*KH*KW), (OH, OW), padded input). Any dtype:
+    quantized layers pad uint8 inputs with their zero point."""
+    n, c = x.shape[:2]
+    (kh, kw), (ph, pw) = kernel, padding
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
+    win = _windows(x, (kh, kw), stride)
+    oh, ow = win.shape[2], win.shape[3]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw), (oh, ow), x
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
+    """2-D convolution (cross-correlation, as PyTorch) through im2col and one matmul.
+
+    x: (N, C, H, W); weight: (O, C, KH, KW); bias: (O,)."""
+    x, weight = _t(x), _t(weight)
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    if x.ndim != 4:
+        raise ValueError(f"input: expected shape (N, C, H, W), got {x.shape}")
+    if weight.ndim != 4 or weight.shape[1] != x.shape[1]:
+        raise ValueError(f"weight: expected shape (O, {x.shape[1]}, KH, KW) for an input of {x.shape[1]} channels, "
+                         f"got {weight.shape}")
+    n, c, h, w_ = x.shape
+    o, _, kh, kw = weight.shape
+    ph, pw = padding
+    if h + 2 * ph < kh or w_ + 2 * pw < kw:
+        raise ValueError(f"input: spatial size {(h, w_)} with padding {padding} is smaller than the kernel {(kh, kw)}")
+    cols, (oh, ow), xp = im2col(x.data, (kh, kw), stride, padding)
+    wmat = weight.data.reshape(o, -1)
+    out = (cols @ wmat.T).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+    if bias is not None:
+        out = out + bias.data.reshape(1, o, 1, 1)
+    out = np.ascontiguousarray(out)
+
+    def backward(g):
+        gmat = g.transpose(0, 2, 3, 1).reshape(n * oh * ow, o)
+        gw = (gmat.T @ cols).reshape(weight.shape)
+        gx = None
+        if x.requires_grad:
+            gcols = (gmat @ wmat).reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 1, 2, 4, 5)
+            gxp = np.zeros_like(xp)
+            sh, sw = stride
+            for i in range(kh):  # loops over kernel taps only, not over data
+                for j in range(kw):
+                    gxp[:, :, i: i + sh * oh: sh, j: j + sw * ow: sw] += gcols[..., i, j]
+            gx = gxp[:, :, ph: ph + h, pw: pw + w_]
+        gb = g.sum(axis=(0, 2, 3)) if bias is not None else None
+        return (gx, gw, gb) if bias is not None else (gx, gw)
+
+    parents = (x, weight, bias) if bias is not None else (x, weight)
+    return Tensor.from_op(out, parents, backward)
+
+
+def max_pool2d(x: Tensor, kernel_size=2, stride=None) -> Tensor:
+    x = _t(x)
+    if x.ndim != 4:
+        raise ValueError(f"input: expected shape (N, C, H, W), got {x.shape}")
+    kernel = _pair(kernel_size, "kernel_size")
+    stride = kernel if stride is None else _pair(stride, "stride")
+    if x.shape[2] < kernel[0] or x.shape[3] < kernel[1]:
+        raise ValueError(f"input: spatial size {x.shape[2:]} is smaller than the kernel {kernel}")
+    win = _windows(x.data, kernel, stride)
+    n, c, oh, ow, kh, kw = win.shape
+    flat = win.reshape(n, c, oh, ow, kh * kw)
+    arg = flat.argmax(axis=-1)
+    out = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+
+    def backward(g):
+        gx = np.zeros_like(x.data)
+        sh, sw = stride
+        for i in range(kh):
+            for j in range(kw):
+                gx[:, :, i: i + sh * oh: sh, j: j + sw * ow: sw] += g * (arg == i * kw + j)
+        return (gx,)
+
+    return Tensor.from_op(out, (x,), backward)
+
+
+def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, running_mean: np.ndarray, running_var: np.ndarray,
+               training: bool, momentum: float, eps: float) -> Tensor:
+    """Normalizes over every axis but 1 (channels). In training, uses the batch
+    statistics and updates the running ones in place (unbiased variance, as PyTorch)."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = [1] * x.ndim
+    shape[1] = x.shape[1]
+    if training:
+        count = x.size // x.shape[1]
+        if count < 2:
+            raise ValueError(f"input: batch norm in training needs more than one value per channel, got shape {x.shape}")
+        mean = x.mean(axis=axes, keepdims=True)
+        centered = x - mean
+        var = (centered * centered).mean(axis=axes, keepdims=True)
+        y = centered * (var + eps) ** -0.5
+        m = np.float32(momentum)
+        running_mean *= 1 - m
+        running_mean += m * mean.data.reshape(-1).astype(running_mean.dtype)
+        running_var *= 1 - m
+        running_var += m * (var.data.reshape(-1) * count / (count - 1)).astype(running_var.dtype)
+    else:
+        inv = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype)
+        y = (x - running_mean.reshape(shape).astype(x.dtype)) * inv.reshape(shape)
+    return y * weight.reshape(shape) + bias.reshape(shape)
+
+
+def dropout(x: Tensor, p: float, training: bool, rng: np.random.Generator) -> Tensor:
+    if not training or p == 0:
+        return x
+    keep = (rng.random(x.shape) >= p).astype(x.dtype) / np.asarray(1 - p, dtype=x.dtype)
+    return x * keep
+
+
+# --- user-defined operations --------------------------------------------------
+
+
+def custom(forward, backward, *inputs: Tensor) -> Tensor:
+    """An operation with a user-given gradient rule (used by QAT's fake-quantize).
+
+    `forward(*arrays) -> (output_array, ctx)` computes the result from the
+    inputs' ndarrays; `backward(ctx, grad_output) -> tuple` returns one gradient
+    (or None) per input, each of that input's shape. Example, a straight-through
+    round::
+
+        def fwd(x):
+            return np.rint(x), None
+        def bwd(ctx, g):
+            return (g,)
+        y = qk.nn.custom(fwd, bwd, x)
+    """
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"inputs[{i}]: expected a qk.nn.Tensor, got {type(t).__name__}")
+    out, ctx = forward(*(t.data for t in inputs))
+    out = np.asarray(out)
+
+    def grad_fn(g):
+        grads = backward(ctx, g)
+        grads = tuple(grads) if isinstance(grads, (tuple, list)) else (grads,)
+        if len(grads) != len(inputs):
+            raise ValueError(f"backward: returned {len(grads)} gradients for {len(inputs)} inputs")
+        for t, gr in zip(inputs, grads):
+            if gr is not None and np.shape(gr) != t.shape:
+                raise ValueError(f"backward: gradient of shape {np.shape(gr)} for an input of shape {t.shape}")
+        return grads
+
+    return Tensor.from_op(out, tuple(inputs), grad_fn)
+
+
+__all__ = [
+    "batch_norm", "conv2d", "cross_entropy", "custom", "dropout", "gelu", "is_grad_enabled", "leaky_relu",
+    "linear", "log_softmax", "max_pool2d", "mse_loss", "relu", "tanh",
+]
