@@ -6,4 +6,5 @@ PYBIND11_MODULE(_qk, m) {
   qk::bindings::bind_cpu(m);
   qk::bindings::bind_quant(m);
   qk::bindings::bind_fp16(m);
+  qk::bindings::bind_gemm(m);
 }
