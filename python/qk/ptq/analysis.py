@@ -11,11 +11,13 @@ from ..nn import Module, Tensor, no_grad
 from ..quant import INT8_STATIC, QConfig
 from .graph import fold_batchnorm, quantizable_layers
 from .layers import QuantizedLayer
-from .workflow import calibrate, convert, prepare
+from .workflow import ObservedLayer, calibrate, convert, prepare
 
 
 def _quantize(model, qconfig, calib_data, layers, **options):
     prepared = prepare(model, qconfig, layers=layers, **options)
+    if not any(isinstance(m, ObservedLayer) for _, m in prepared.named_modules()):
+        return prepared  # every layer kept in float
     if qconfig.mode == "static" or options.get("rounding") == "gptq" or options.get("bias_correction"):
         calibrate(prepared, calib_data, progress=False)
     return convert(prepared)
