@@ -63,9 +63,14 @@ def test_reused_input_accumulates():
     gradcheck(lambda x: x * x + x @ x, a)
 
 
-@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((2, 3, 4), (4, 2)), ((2, 1, 3, 4), (3, 4, 2)), ((4,), (4, 3)), ((3, 4), (4,)), ((4,), (4,))])
+@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((2, 3, 4), (4, 2)), ((2, 1, 3, 4), (3, 4, 2)), ((1, 4), (4, 3))])
 def test_matmul(shapes):
     gradcheck(F.matmul, t64(shapes[0]), t64(shapes[1]))
+
+
+def test_matmul_rejects_vectors():
+    with pytest.raises(ValueError, match="2-D"):
+        F.matmul(t64((3, 4)), t64((4,)))
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -100,15 +105,13 @@ def test_log():
     gradcheck(F.log, t64((3, 4), 0.5, 2.0))
 
 
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_cross_entropy(reduction):
+def test_cross_entropy():
     labels = np.array([0, 3, 2, 3, 1])
-    gradcheck(lambda x: F.cross_entropy(x, labels, reduction), t64((5, 4), -3, 3))
+    gradcheck(lambda x: F.cross_entropy(x, labels), t64((5, 4), -3, 3))
 
 
 def test_mse():
     gradcheck(F.mse_loss, t64((3, 4)), t64((3, 4)))
-    gradcheck(lambda x, y: F.mse_loss(x, y, "sum"), t64((2, 2)), t64((2, 2)))
 
 
 @pytest.mark.parametrize("stride,padding", [(1, 0), (1, 1), (2, 1), ((2, 1), (0, 2))])
@@ -119,11 +122,11 @@ def test_conv2d(stride, padding, bias):
     gradcheck(fn, *args)
 
 
-@pytest.mark.parametrize("kernel,stride,padding", [(2, None, 0), (3, 1, 0), (3, 2, 1), ((2, 3), (1, 2), 0)])
-def test_max_pool2d(kernel, stride, padding):
+@pytest.mark.parametrize("kernel,stride", [(2, None), (3, 1), (3, 2), ((2, 3), (1, 2))])
+def test_max_pool2d(kernel, stride):
     # distinct values so the max is unique and the function is differentiable
     x = nn.Tensor(RNG.permutation(2 * 3 * 6 * 7).reshape(2, 3, 6, 7) / 10.0, requires_grad=True, dtype=np.float64)
-    gradcheck(lambda t: F.max_pool2d(t, kernel, stride, padding), x)
+    gradcheck(lambda t: F.max_pool2d(t, kernel, stride), x)
 
 
 @pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5), (3, 3, 4, 2)])
@@ -139,13 +142,12 @@ def test_batch_norm(shape, training):
 
 
 def test_dropout_gradient_uses_mask():
-    nn.manual_seed(3)
     x = nn.Tensor(np.ones((50, 40)), requires_grad=True, dtype=np.float64)
-    y = F.dropout(x, 0.25, training=True)
+    y = F.dropout(x, 0.25, True, np.random.default_rng(3))
     y.backward(np.ones(y.shape))
     np.testing.assert_array_equal(x.grad, y.data)
     assert 0.6 < (y.data > 0).mean() < 0.9
-    assert F.dropout(x, 0.25, training=False) is x
+    assert F.dropout(x, 0.25, False, np.random.default_rng(3)) is x
 
 
 def test_custom_op_with_straight_through_gradient():
@@ -160,16 +162,16 @@ def test_custom_op_with_straight_through_gradient():
 
     x = t64((5, 3), -2, 2)
     scale = nn.Tensor(np.full(3, 0.2), requires_grad=True, dtype=np.float64)
-    y = nn.custom(fq_forward, fq_backward, x, scale, name="fake_quant")
+    y = nn.custom(fq_forward, fq_backward, x, scale)
     y.backward(np.ones(y.shape))
     inside = (x.data / 0.2 >= -8) & (x.data / 0.2 <= 7)
     np.testing.assert_array_equal(x.grad, inside.astype(float))
     assert scale.grad.shape == (3,)
-    # a gradient in the broadcast (output) shape is summed back to the input's shape
+    # a gradient of the wrong shape is an error naming both shapes
     s2 = nn.Tensor(np.array([0.2]), requires_grad=True, dtype=np.float64)
     y = nn.custom(lambda a, s: (a * s, (a,)), lambda ctx, g: (None, g * ctx[0]), x, s2)
-    y.backward(np.ones(y.shape))
-    np.testing.assert_allclose(s2.grad, [x.data.sum()])
+    with pytest.raises(ValueError, match=r"gradient of shape \(5, 3\) for an input of shape \(1,\)"):
+        y.backward(np.ones(y.shape))
 
 
 def test_custom_op_errors():
@@ -188,7 +190,7 @@ def test_no_grad_and_graph_rules():
     assert not b.requires_grad and b._parents == ()
     c = nn.Tensor(np.ones(2))
     assert not (c + 1).requires_grad
-    with pytest.raises(RuntimeError, match="does not require grad"):
+    with pytest.raises(RuntimeError, match="does not require a gradient"):
         (c + 1).sum().backward()
     with pytest.raises(RuntimeError, match="scalar"):
         (a * 2).backward()
@@ -211,11 +213,12 @@ def test_deep_graph_no_recursion_limit():
 
 
 def test_dtypes():
-    assert nn.Tensor(np.ones(3)).dtype == np.float32
+    assert nn.Tensor(np.ones(3, np.float32)).dtype == np.float32
     assert nn.Tensor([1, 2]).dtype == np.float32
     assert nn.Tensor(np.ones(3), dtype=np.float64).dtype == np.float64
     with pytest.raises(TypeError, match="float32 or float64"):
         nn.Tensor(np.ones(3), dtype=np.int32)
-    x = nn.Tensor(np.ones((2, 3)), requires_grad=True)
+    x = nn.Tensor(np.ones((2, 3), np.float32), requires_grad=True)
     assert (x * 2.0).dtype == np.float32
-    assert F.conv2d(nn.Tensor(np.ones((1, 1, 3, 3))), nn.Tensor(np.ones((1, 1, 2, 2)))).dtype == np.float32
+    ones = np.ones((1, 1, 3, 3), np.float32)
+    assert F.conv2d(nn.Tensor(ones), nn.Tensor(ones[:, :, :2, :2])).dtype == np.float32

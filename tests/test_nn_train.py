@@ -15,7 +15,7 @@ def test_reference_model_accuracy(name, tmp_path):
     assert accuracy >= 0.97, f"{name}: test accuracy {accuracy:.4f} < 0.97"
     # the saved state dict reloads into a fresh model with the same accuracy
     fresh = nn.models.digits_mlp() if name == "mlp" else nn.models.digits_cnn()
-    nn.load(fresh, path)
+    fresh.load(path)
     data = nn.load_digits(images=(name == "cnn"))
     assert nn.evaluate(fresh, data.test) == accuracy
     np.testing.assert_array_equal(nn.predict(fresh, data.test[0]), nn.predict(model, data.test[0]))

@@ -42,5 +42,7 @@ T* output_data(py::array& a, const char* name, size_t size) {
 
 void bind_cpu(py::module_& m);
 void bind_quant(py::module_& m);
+void bind_fp16(py::module_& m);
+void bind_gemm(py::module_& m);
 
 }  // namespace qk::bindings

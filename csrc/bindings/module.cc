@@ -5,4 +5,6 @@ PYBIND11_MODULE(_qk, m) {
   m.attr("__version__") = QK_VERSION;
   qk::bindings::bind_cpu(m);
   qk::bindings::bind_quant(m);
+  qk::bindings::bind_fp16(m);
+  qk::bindings::bind_gemm(m);
 }

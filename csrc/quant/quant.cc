@@ -21,6 +21,9 @@ const QuantKernels& kernels_for(Isa isa) {
 
 // Elements per thread chunk: below this, threads cost more than they save.
 constexpr size_t kGrain = size_t(1) << 16;
+// Outputs larger than this (bytes) are written with non-temporal stores
+// where a path supports them: they would only evict the cache (L3 is 8 MiB here).
+constexpr size_t kStreamBytes = size_t(16) << 20;
 // Channels whose runs are shorter than this get their parameters expanded
 // per element, so the kernels still see long runs.
 constexpr size_t kMinRun = 64;
@@ -78,16 +81,18 @@ void dequantize(const void* q, bool q_unsigned, float* x, Layout layout, const f
                 const float* zero_point) {
   const QuantKernels& k = kernels_for(selected_isa());
   const auto* bytes = static_cast<const uint8_t*>(q);
+  const bool stream = layout.size() * sizeof(float) > kStreamBytes;
   for_each_run(layout, scale, zero_point, [&](size_t i, size_t n, const float* s, const float* z, bool pe) {
-    k.dequantize[q_unsigned][pe](bytes + i, x + i, n, s, z);
+    k.dequantize[q_unsigned][pe](bytes + i, x + i, n, s, z, stream);
   });
 }
 
 void fake_quantize(const float* x, float* y, Layout layout, const float* scale, const float* zero_point,
                    float qmin, float qmax) {
   const QuantKernels& k = kernels_for(selected_isa());
+  const bool stream = layout.size() * sizeof(float) > kStreamBytes;
   for_each_run(layout, scale, zero_point, [&](size_t i, size_t n, const float* s, const float* z, bool pe) {
-    k.fake_quantize[pe](x + i, y + i, n, s, z, qmin, qmax);
+    k.fake_quantize[pe](x + i, y + i, n, s, z, qmin, qmax, stream);
   });
 }
 

@@ -62,7 +62,7 @@ void quantize(const float* x, void* qv, size_t n, const float* scale, const floa
 }
 
 template <typename Q, bool kPerElement>
-void dequantize(const void* qv, float* x, size_t n, const float* scale, const float* zp) {
+void dequantize(const void* qv, float* x, size_t n, const float* scale, const float* zp, bool /*stream*/) {
   const Q* q = static_cast<const Q*>(qv);
   for_each_block<kPerElement>(n, scale, zp, [&](size_t i, __mmask16 m, const Params<kPerElement>& p) {
     _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_sub_ps(load16(q + i, m), p.zp), p.scale));
@@ -71,7 +71,7 @@ void dequantize(const void* qv, float* x, size_t n, const float* scale, const fl
 
 template <bool kPerElement>
 void fake_quantize(const float* x, float* y, size_t n, const float* scale, const float* zp, float qmin,
-                   float qmax) {
+                   float qmax, bool /*stream*/) {
   const __m512 lo = _mm512_set1_ps(qmin), hi = _mm512_set1_ps(qmax);
   for_each_block<kPerElement>(n, scale, zp, [&](size_t i, __mmask16 m, const Params<kPerElement>& p) {
     __m512 v = quantize16(_mm512_maskz_loadu_ps(m, x + i), p.scale, p.zp, lo, hi);

@@ -14,12 +14,13 @@ namespace qk::quant {
 // q = clip(rint(x / scale) + zero_point, qmin, qmax), NaN -> zero_point.
 using QuantizeFn = void (*)(const float* x, void* q, size_t n, const float* scale,
                             const float* zero_point, float qmin, float qmax);
-// x = float(q - zero_point) * scale
+// x = float(q - zero_point) * scale. `stream`: the output is too large to
+// stay in cache, so a path may write it with non-temporal stores.
 using DequantizeFn = void (*)(const void* q, float* x, size_t n, const float* scale,
-                              const float* zero_point);
+                              const float* zero_point, bool stream);
 // y = (clip(rint(x / scale) + zero_point, qmin, qmax) - zero_point) * scale
 using FakeQuantizeFn = void (*)(const float* x, float* y, size_t n, const float* scale,
-                                const float* zero_point, float qmin, float qmax);
+                                const float* zero_point, float qmin, float qmax, bool stream);
 
 struct QuantKernels {
   QuantizeFn quantize[2][2];        // [uint8 output][per-element parameters]

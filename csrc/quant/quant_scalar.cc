@@ -26,7 +26,7 @@ void quantize(const float* x, void* qv, size_t n, const float* scale, const floa
 }
 
 template <typename Q, bool kPerElement>
-void dequantize(const void* qv, float* x, size_t n, const float* scale, const float* zp) {
+void dequantize(const void* qv, float* x, size_t n, const float* scale, const float* zp, bool /*stream*/) {
   const Q* q = static_cast<const Q*>(qv);
   for (size_t i = 0; i < n; ++i) {
     const size_t p = kPerElement ? i : 0;
@@ -36,7 +36,7 @@ void dequantize(const void* qv, float* x, size_t n, const float* scale, const fl
 
 template <bool kPerElement>
 void fake_quantize(const float* x, float* y, size_t n, const float* scale, const float* zp,
-                   float qmin, float qmax) {
+                   float qmin, float qmax, bool /*stream*/) {
   for (size_t i = 0; i < n; ++i) {
     const size_t p = kPerElement ? i : 0;
     y[i] = (quantize_one(x[i], scale[p], zp[p], qmin, qmax) - zp[p]) * scale[p];

@@ -1,7 +1,8 @@
 """qk: CPU quantization toolkit with hand-written SIMD kernels."""
 
 from . import _qk
-from . import nn
+from ._fp16_ops import bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16
+from ._gemm_ops import PackedInt8Weight, dynamic_linear, int8_matmul, pack_int8_weight, quantized_linear
 from ._quant_ops import dequantize, fake_quantize, quantize
 from ._runtime import (
     available_isas,
@@ -13,18 +14,33 @@ from ._runtime import (
     set_num_threads,
 )
 
+# Python layers over the kernels (import after the kernel API they use).
+from . import quant  # noqa: E402
+from . import nn, ptq  # noqa: E402
+
 __version__ = _qk.__version__
 
 __all__ = [
+    "PackedInt8Weight",
     "available_isas",
+    "bf16_to_fp32",
     "cpu_features",
     "dequantize",
+    "dynamic_linear",
     "fake_quantize",
+    "fp16_to_fp32",
+    "fp32_to_bf16",
+    "fp32_to_fp16",
     "get_isa",
     "get_num_threads",
+    "int8_matmul",
     "kernel_paths",
     "nn",
+    "pack_int8_weight",
+    "ptq",
+    "quant",
     "quantize",
+    "quantized_linear",
     "set_isa",
     "set_num_threads",
 ]

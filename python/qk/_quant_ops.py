@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _qk
@@ -20,10 +22,10 @@ _RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
 def _layout(shape, axis):
     """(outer, channels, inner) of a C-contiguous array, and the normalized axis."""
     if axis is None:
-        return (1, 1, int(np.prod(shape, dtype=np.int64))), None
+        return (1, 1, math.prod(shape)), None
     axis = normalize_axis(axis, len(shape))
-    outer = int(np.prod(shape[:axis], dtype=np.int64))
-    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    outer = math.prod(shape[:axis])
+    inner = math.prod(shape[axis + 1:])
     return (outer, shape[axis], inner), axis
 
 

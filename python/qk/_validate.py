@@ -7,6 +7,7 @@ ValueError that names the argument.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
@@ -21,7 +22,8 @@ def require_array(value, name: str, dtypes) -> np.ndarray:
     if value.dtype not in allowed:
         names = " or ".join(str(d) for d in allowed)
         raise TypeError(f"{name}: expected dtype {names}, got {value.dtype}")
-    return np.ascontiguousarray(value)
+    # Not np.ascontiguousarray: it turns 0-d arrays into 1-d ones.
+    return value if value.flags.c_contiguous else value.copy(order="C")
 
 
 def require_int(value, name: str, low: int | None = None, high: int | None = None) -> int:
@@ -59,16 +61,26 @@ def make_out(out, name: str, shape, dtype) -> np.ndarray:
     return out
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _is_real_scalar(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def channel_params(values, name: str, length: int | None) -> np.ndarray:
     """Converts a per-tensor scalar (length None) or a per-channel 1-D sequence
-    of `length` values to a 1-D float64 array, checking the shape."""
+    of `length` values to a 1-D float64 array, checking the shape. A scalar
+    given for a per-channel parameter applies to every channel."""
     arr = np.asarray(values)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating)):
+    if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name}: expected real numbers, got {arr.dtype}")
     if length is None:
         if arr.size != 1 or arr.ndim > 1:
             raise ValueError(f"{name}: expected a scalar for per-tensor quantization (axis=None), got shape {arr.shape}")
         return arr.reshape(1).astype(np.float64)
+    if arr.ndim == 0:
+        return np.full(length, arr, dtype=np.float64)
     if arr.ndim != 1 or arr.shape[0] != length:
         raise ValueError(f"{name}: expected a 1-D array of {length} values (the length of the axis), got shape {arr.shape}")
     return arr.astype(np.float64)
@@ -76,20 +88,30 @@ def channel_params(values, name: str, length: int | None) -> np.ndarray:
 
 def scales_float32(values, name: str, length: int | None) -> np.ndarray:
     """Scales as float32, each finite and > 0 after the cast to float32."""
+    if length is None and _is_real_scalar(values):  # fast path: small tensors in QAT loops
+        ok = 0 < float(values) <= _FLOAT32_MAX  # False for NaN
+        scale = np.array([values if ok else 1.0], dtype=np.float32)
+        if not (ok and scale[0] > 0):  # also catches underflow to 0
+            raise ValueError(f"{name}: must be finite and > 0 in float32, got {values!r}")
+        return scale
     raw = channel_params(values, name, length)
-    scale = raw.astype(np.float32)
-    bad = ~(np.isfinite(scale) & (scale > 0))
-    if bad.any():
-        first = raw[np.argmax(bad)]
+    with np.errstate(over="ignore"):
+        scale = raw.astype(np.float32)
+    if not (np.isfinite(scale).all() and (scale > 0).all()):
+        first = raw[np.argmax(~(np.isfinite(scale) & (scale > 0)))]
         raise ValueError(f"{name}: must be finite and > 0 in float32, got {first!r}")
     return scale
 
 
 def zero_points_float32(values, name: str, length: int | None, low: int, high: int) -> np.ndarray:
     """Integer zero points within [low, high], passed to the kernels as float32."""
+    if length is None and isinstance(values, numbers.Integral) and not isinstance(values, (bool, np.bool_)):
+        if not low <= values <= high:
+            raise ValueError(f"{name}: expected values in [{low}, {high}], got {values!r}")
+        return np.array([values], dtype=np.float32)
     raw = channel_params(values, name, length)
-    if not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
+    if not (raw == np.round(raw)).all():  # also rejects NaN and inf
         raise ValueError(f"{name}: expected integers, got {values!r}")
-    if np.any(raw < low) or np.any(raw > high):
+    if raw.size and (raw.min() < low or raw.max() > high):
         raise ValueError(f"{name}: expected values in [{low}, {high}], got {values!r}")
     return raw.astype(np.float32)

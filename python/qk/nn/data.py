@@ -1,43 +1,37 @@
-"""The handwritten digits that scikit-learn ships, with a fixed seeded split."""
+"""The handwritten digits that scikit-learn ships (1,797 8x8 images), split
+with a fixed seed into train / calibration / test sets."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 
 
-class DigitsSplit(NamedTuple):
-    """Each field is a pair ``(inputs float32, labels int64)``."""
+@dataclass
+class DigitsSplit:
+    train: tuple[np.ndarray, np.ndarray]
+    calibration: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
 
-    train: tuple
-    calib: tuple
-    test: tuple
 
-
-def load_digits(images: bool = False, seed: int = 0, n_test: int = 360, n_calib: int = 180) -> DigitsSplit:
-    """1,797 8x8 digits scaled to [0, 1], split into train / calibration / test.
-
-    The split is a permutation drawn from ``np.random.default_rng(seed)``:
-    the first ``n_test`` images are the test set, the next ``n_calib`` the
-    calibration set (for PTQ), the rest (1,257 by default) the training set.
-    ``images=True`` gives inputs of shape (N, 1, 8, 8), otherwise (N, 64).
-    Needs scikit-learn (``pip install qk[demo]``).
-    """
+def load_digits(images: bool = False, seed: int = 0, test_fraction: float = 0.2,
+                calibration_size: int = 200) -> DigitsSplit:
+    """Pixels scaled to [0, 1], float32, as (N, 64) or, with `images=True`,
+    (N, 1, 8, 8); labels int64. The calibration set (for PTQ) is a fixed
+    subset of the training data, as in common practice: calibration only
+    observes ranges, and the test set stays unseen."""
     try:
-        from sklearn.datasets import load_digits as _sk_load_digits
-    except ImportError:
-        raise ImportError(
-            "qk.nn.load_digits needs scikit-learn; install it with `pip install qk[demo]` "
-            "(or `pip install scikit-learn`)"
-        ) from None
-    bunch = _sk_load_digits()
-    x = (bunch.data.astype(np.float32) / 16.0)
+        from sklearn.datasets import load_digits as sk_load_digits
+    except ImportError as e:
+        raise ImportError("load_digits needs scikit-learn: pip install 'qk[demo]'") from e
+    bunch = sk_load_digits()
+    x = (bunch.data / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int64)
-    if n_test + n_calib >= len(x):
-        raise ValueError(f"load_digits: n_test + n_calib must be < {len(x)}")
     if images:
         x = x.reshape(-1, 1, 8, 8)
     order = np.random.default_rng(seed).permutation(len(x))
-    test, calib, train = np.split(order, [n_test, n_test + n_calib])
-    return DigitsSplit(train=(x[train], y[train]), calib=(x[calib], y[calib]), test=(x[test], y[test]))
+    n_test = int(round(len(x) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    calib = train[:calibration_size]
+    return DigitsSplit(train=(x[train], y[train]), calibration=(x[calib], y[calib]), test=(x[test], y[test]))

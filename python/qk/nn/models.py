@@ -1,63 +1,50 @@
-"""Reference models for the digits: an MLP and a small CNN, and a seeded trainer."""
+"""Reference FP32 models for the digits, to quantize with PTQ and QAT."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from . import functional as F
 from .data import load_digits
-from .modules import BatchNorm1d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
-from .optim import SGD, AdamW, CosineLR
-from .random import manual_seed
+from .modules import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, manual_seed
+from .optim import Adam, CosineLR
+from .functional import cross_entropy
 from .train import evaluate, fit
 
 
 def digits_mlp() -> Sequential:
-    """64-256-128-10 MLP, Linear + BatchNorm1d + ReLU per hidden layer; input (N, 64)."""
-    return Sequential(
-        Linear(64, 256), BatchNorm1d(256), ReLU(),
-        Linear(256, 128), BatchNorm1d(128), ReLU(),
-        Linear(128, 10),
-    )
+    """64-256-128-10 MLP on flattened 8x8 digits."""
+    return Sequential(Linear(64, 256), ReLU(), Linear(256, 128), ReLU(), Linear(128, 10))
 
 
 def digits_cnn() -> Sequential:
-    """Two conv(3x3) + BN + ReLU + maxpool(2) blocks and a linear head; input (N, 1, 8, 8)."""
+    """Two 3x3 conv + BN + ReLU + 2x2 max-pool blocks, then a linear classifier, on (N, 1, 8, 8) digits."""
     return Sequential(
-        Conv2d(1, 16, 3, padding=1), BatchNorm2d(16), ReLU(), MaxPool2d(2),   # 16 x 4 x 4
-        Conv2d(16, 32, 3, padding=1), BatchNorm2d(32), ReLU(), MaxPool2d(2),  # 32 x 2 x 2
-        Flatten(),
-        Linear(32 * 2 * 2, 10),
+        Conv2d(1, 16, 3, padding=1), BatchNorm2d(16), ReLU(), MaxPool2d(2),
+        Conv2d(16, 32, 3, padding=1), BatchNorm2d(32), ReLU(), MaxPool2d(2),
+        Flatten(), Linear(32 * 2 * 2, 10),
     )
 
 
-# name -> (constructor, image inputs?, epochs, make optimizer)
-_RECIPES = {
-    "mlp": (digits_mlp, False, 20, lambda params: AdamW(params, lr=3e-3, weight_decay=1e-2)),
-    "cnn": (digits_cnn, True, 10, lambda params: SGD(params, lr=0.05, momentum=0.9, weight_decay=1e-4)),
+REFERENCE = {
+    "mlp": dict(build=digits_mlp, images=False, epochs=30, lr=2e-3),
+    "cnn": dict(build=digits_cnn, images=True, epochs=30, lr=3e-3),
 }
 
 
 def train_reference(name: str, seed: int = 0, epochs: int | None = None, path=None, progress: bool = False):
-    """Build and train reference model ``name`` ("mlp" or "cnn") on the digits.
-
-    Deterministic for a given ``seed`` (initialization and shuffling).  If
-    ``path`` is given, saves ``model.state_dict()`` there as ``.npz``.
-    Returns ``(model, test_accuracy)``; the model is left in eval mode.
-    """
-    if name not in _RECIPES:
-        raise ValueError(f"train_reference: unknown model {name!r}; choose from {sorted(_RECIPES)}")
-    build, images, default_epochs, make_opt = _RECIPES[name]
-    data = load_digits(images=images)
+    """Trains reference model `name` ("mlp" or "cnn") on the digits with a fixed
+    seed; returns (model, test accuracy). Saves the state dict to `path` (.npz) if given."""
+    if name not in REFERENCE:
+        raise ValueError(f"name: expected one of {sorted(REFERENCE)}, got {name!r}")
+    spec = REFERENCE[name]
+    data = load_digits(images=spec["images"])
     manual_seed(seed)
-    model = build()
-    epochs = default_epochs if epochs is None else int(epochs)
-    optimizer = make_opt(model.parameters())
-    scheduler = CosineLR(optimizer, total=max(epochs, 1))
-    fit(model, F.cross_entropy, optimizer, data.train, epochs=epochs, batch_size=32, seed=seed,
-        scheduler=scheduler, progress=progress, blas_threads=1)
-    model.eval()
+    model = spec["build"]()
+    epochs = spec["epochs"] if epochs is None else epochs
+    batch_size = 64
+    steps = epochs * -(-len(data.train[0]) // batch_size)
+    optimizer = Adam(model.parameters(), lr=spec["lr"])
+    fit(model, cross_entropy, optimizer, data.train, epochs, batch_size=batch_size, seed=seed,
+        scheduler=CosineLR(optimizer, steps), progress=progress, blas_threads=1)
     accuracy = evaluate(model, data.test)
     if path is not None:
-        np.savez(path, **model.state_dict())
+        model.save(path)
     return model, accuracy

@@ -1,139 +1,109 @@
-"""The autograd core: a `Tensor` that records the operations made on it.
+"""A small reverse-mode autograd over NumPy arrays.
 
-A Tensor wraps a NumPy array (float32 by default; float64 is allowed so tests
-can check gradients against finite differences).  Every operation on Tensors
-that need a gradient returns a new Tensor holding:
-
-* ``_parents``: the input Tensors, and
-* ``_backward``: a function taking the gradient of the output and returning
-  one gradient per parent (``None`` where a parent needs none).
-
-``loss.backward()`` orders the graph topologically, walks it from the output
-back to the inputs, sums the gradients arriving at each Tensor, and stores the
-total in ``.grad`` of every leaf that has ``requires_grad=True``.
-
-The operations themselves live in ``functional.py``; the operator methods
-below (``a + b``, ``a @ b``, ``a.sum()`` ...) just call them.
+A `Tensor` wraps an ndarray (float32; float64 is allowed, for gradient
+checks). Each operation on tensors that need gradients records its inputs
+and a function that maps the output's gradient to the inputs' gradients;
+`backward()` visits the graph in reverse topological order and accumulates
+`.grad` on every tensor that requires it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import numpy as np
 
-_state = threading.local()
-
-
-def is_grad_enabled() -> bool:
-    """True unless inside a ``no_grad()`` block (per thread)."""
-    return getattr(_state, "grad_enabled", True)
+_grad_enabled = True
 
 
 @contextlib.contextmanager
 def no_grad():
-    """Context manager: operations inside record no graph (for inference)."""
-    previous = is_grad_enabled()
-    _state.grad_enabled = False
+    """Within this block, operations record no graph (inference, updates)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
     try:
         yield
     finally:
-        _state.grad_enabled = previous
+        _grad_enabled = previous
 
 
-def _as_float_array(data, dtype) -> np.ndarray:
-    if isinstance(data, Tensor):
-        data = data.data
-    if dtype is None:
-        dtype = np.float32
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"Tensor dtype must be float32 or float64, got {dtype}")
-    array = np.asarray(data)
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"Tensor data must be numeric, got dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=dtype) if array.dtype != dtype else array
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+def _as_array(value, dtype=None) -> np.ndarray:
+    if isinstance(value, Tensor):
+        return value.data
+    arr = np.asarray(value)
+    if dtype is not None:
+        return arr.astype(dtype, copy=False)
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sums `grad` over the axes that broadcasting added or stretched to reach `shape`."""
+    while grad.ndim > len(shape):
+        grad = grad.sum(axis=0)
+    for axis, size in enumerate(shape):
+        if size == 1 and grad.shape[axis] != 1:
+            grad = grad.sum(axis=axis, keepdims=True)
+    return grad
 
 
 class Tensor:
-    """A float32 (or float64) array that can record a graph for backward.
+    """An ndarray with an optional gradient and the operation that made it."""
 
-    Parameters
-    ----------
-    data : array_like
-        Values. Copied only when a dtype conversion is needed.
-    requires_grad : bool
-        If True, ``backward()`` stores this tensor's gradient in ``.grad``.
-    dtype : float32 (default) or float64.
-    """
-
-    __array_priority__ = 100  # so ndarray + Tensor calls Tensor.__radd__
+    __array_priority__ = 100  # so ndarray (op) Tensor defers to Tensor
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
-        if dtype is None and isinstance(data, (Tensor, np.ndarray)) and data.dtype == np.float64:
-            dtype = np.float64 if isinstance(data, Tensor) else np.float32
-        self.data = _as_float_array(data, dtype)
+        self.data = _as_array(data, dtype)
+        if self.data.dtype not in (np.float32, np.float64):
+            raise TypeError(f"data: expected float32 or float64, got {self.data.dtype}")
         self.requires_grad = bool(requires_grad)
         self.grad: np.ndarray | None = None
-        self._parents: tuple = ()
-        self._backward = None
-        self._op = ""
+        self._parents: tuple[Tensor, ...] = ()
+        self._backward = None  # grad_out -> tuple of grads, one per parent
 
-    # -- graph construction (used by functional.py) ------------------------
+    # --- graph ------------------------------------------------------------
+
     @staticmethod
-    def _make(data: np.ndarray, parents, backward, op: str) -> "Tensor":
-        """Result of an operation: records the graph if any parent needs a gradient."""
-        out = Tensor.__new__(Tensor)
-        out.data = data
-        out.grad = None
-        needs = is_grad_enabled() and any(p.requires_grad for p in parents)
-        out.requires_grad = needs
-        out._parents = tuple(parents) if needs else ()
-        out._backward = backward if needs else None
-        out._op = op
+    def from_op(data: np.ndarray, parents: tuple, backward) -> "Tensor":
+        """The result of an operation: records the graph when any input needs a gradient."""
+        out = Tensor(data)
+        if _grad_enabled and any(p.requires_grad for p in parents):
+            out.requires_grad = True
+            out._parents = parents
+            out._backward = backward
         return out
 
-    # -- backward ----------------------------------------------------------
     def backward(self, grad=None) -> None:
-        """Backpropagate from this tensor.
-
-        ``grad`` is the gradient of some scalar with respect to this tensor;
-        it may be omitted only when this tensor has a single element.
-        Gradients are *accumulated* into ``.grad`` of the leaves (call
-        ``optimizer.zero_grad()`` between steps).
-        """
+        """Accumulates d(self)/d(leaf) into `.grad` of every tensor that requires it."""
         if not self.requires_grad:
-            raise RuntimeError(
-                "backward(): this tensor does not require grad (no input had "
-                "requires_grad=True, or it was computed under no_grad())"
-            )
+            raise RuntimeError("backward: this tensor does not require a gradient (no input had requires_grad=True)")
         if grad is None:
             if self.data.size != 1:
                 raise RuntimeError(
-                    f"backward(): grad can be implicit only for a scalar output, but this "
-                    f"tensor has shape {self.data.shape}; pass grad= of that shape"
-                )
+                    f"backward: the tensor has shape {self.shape}; pass `grad` of that shape "
+                    "(only a scalar's gradient defaults to 1)")
             grad = np.ones_like(self.data)
-        else:
-            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.data.dtype)
-            if grad.shape != self.data.shape:
-                raise ValueError(
-                    f"backward(): grad has shape {grad.shape} but the tensor has shape {self.data.shape}"
-                )
+        grad = np.asarray(grad, dtype=self.data.dtype)
+        if grad.shape != self.shape:
+            raise ValueError(f"grad: expected shape {self.shape}, got {grad.shape}")
 
-        # Topological order without recursion (graphs can be deep).
-        order, seen, stack = [], {id(self)}, [(self, False)]
-        while stack:
+        order, seen = [], set()
+        stack = [(self, False)]
+        while stack:  # iterative DFS: deep graphs must not hit the recursion limit
             node, expanded = stack.pop()
             if expanded:
                 order.append(node)
                 continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
             stack.append((node, True))
-            for parent in node._parents:
-                if id(parent) not in seen and parent.requires_grad:
-                    seen.add(id(parent))
-                    stack.append((parent, False))
+            stack.extend((p, False) for p in node._parents if p.requires_grad)
 
         grads = {id(self): grad}
         for node in reversed(order):
@@ -143,23 +113,25 @@ class Tensor:
             if node._backward is None:  # a leaf
                 node.grad = g.copy() if node.grad is None else node.grad + g
                 continue
-            parent_grads = node._backward(g)
-            for parent, pg in zip(node._parents, parent_grads):
+            for parent, pg in zip(node._parents, node._backward(g)):
                 if pg is None or not parent.requires_grad:
                     continue
-                key = id(parent)
-                if key in grads:
-                    grads[key] = grads[key] + pg
-                else:
-                    grads[key] = pg
+                grads[id(parent)] = pg if id(parent) not in grads else grads[id(parent)] + pg
 
-    # -- conveniences --------------------------------------------------------
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def detach(self) -> "Tensor":
+        return Tensor(self.data)
+
+    # --- array-like -------------------------------------------------------
+
     @property
-    def shape(self):
+    def shape(self) -> tuple:
         return self.data.shape
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return self.data.ndim
 
     @property
@@ -167,12 +139,8 @@ class Tensor:
         return self.data.dtype
 
     @property
-    def size(self):
+    def size(self) -> int:
         return self.data.size
-
-    @property
-    def is_leaf(self) -> bool:
-        return self._backward is None
 
     def numpy(self) -> np.ndarray:
         return self.data
@@ -180,97 +148,106 @@ class Tensor:
     def item(self) -> float:
         return self.data.item()
 
-    def detach(self) -> "Tensor":
-        """A new leaf sharing the data, without graph or gradient."""
-        return Tensor(self.data, dtype=self.data.dtype)
-
-    def zero_grad(self) -> None:
-        self.grad = None
-
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.data)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         flag = ", requires_grad=True" if self.requires_grad else ""
-        return f"Tensor({np.array2string(self.data, precision=4, threshold=20)}, dtype={self.dtype}{flag})"
+        return f"Tensor({self.data!r}{flag})"
 
-    # -- operators (implemented in functional.py) ---------------------------
+    # --- elementwise arithmetic ------------------------------------------
+
+    def _lift(self, other) -> "Tensor":
+        return other if isinstance(other, Tensor) else Tensor(_as_array(other, self.dtype))
+
     def __add__(self, other):
-        return F.add(self, other)
+        other = self._lift(other)
+        a, b = self.shape, other.shape
+        return Tensor.from_op(self.data + other.data, (self, other),
+                              lambda g: (unbroadcast(g, a), unbroadcast(g, b)))
 
-    def __radd__(self, other):
-        return F.add(other, self)
+    __radd__ = __add__
 
     def __sub__(self, other):
-        return F.sub(self, other)
+        other = self._lift(other)
+        a, b = self.shape, other.shape
+        return Tensor.from_op(self.data - other.data, (self, other),
+                              lambda g: (unbroadcast(g, a), unbroadcast(-g, b)))
 
     def __rsub__(self, other):
-        return F.sub(other, self)
+        return self._lift(other) - self
 
     def __mul__(self, other):
-        return F.mul(self, other)
+        other = self._lift(other)
+        x, y = self.data, other.data
+        return Tensor.from_op(x * y, (self, other),
+                              lambda g: (unbroadcast(g * y, x.shape), unbroadcast(g * x, y.shape)))
 
-    def __rmul__(self, other):
-        return F.mul(other, self)
-
-    def __truediv__(self, other):
-        return F.div(self, other)
-
-    def __rtruediv__(self, other):
-        return F.div(other, self)
+    __rmul__ = __mul__
 
     def __neg__(self):
-        return F.neg(self)
+        return Tensor.from_op(-self.data, (self,), lambda g: (-g,))
+
+    def __truediv__(self, other):
+        return self * (self._lift(other) ** -1.0)
+
+    def __pow__(self, exponent: float):
+        if isinstance(exponent, Tensor):
+            raise TypeError("exponent: expected a Python number, got a Tensor")
+        x = self.data
+        p = x.dtype.type(exponent)
+        return Tensor.from_op(x ** p, (self,), lambda g: (g * p * x ** (p - 1),))
+
+    # --- linear algebra and shapes ---------------------------------------
 
     def __matmul__(self, other):
-        return F.matmul(self, other)
+        other = self._lift(other)
+        a, b = self.data, other.data
+        if a.ndim < 1 or b.ndim < 1 or a.shape[-1] != (b.shape[-2] if b.ndim > 1 else b.shape[0]):
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match (inner dimensions differ)")
+        if a.ndim == 1 or b.ndim == 1:
+            raise ValueError("matmul: both operands must be at least 2-D (reshape vectors first)")
 
-    def __rmatmul__(self, other):
-        return F.matmul(other, self)
+        def backward(g):
+            ga = g @ np.swapaxes(b, -1, -2)
+            gb = np.swapaxes(a, -1, -2) @ g
+            return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
 
-    def sum(self, axis=None, keepdims=False):
-        return F.sum(self, axis, keepdims)
+        return Tensor.from_op(a @ b, (self, other), backward)
 
-    def mean(self, axis=None, keepdims=False):
-        return F.mean(self, axis, keepdims)
+    def sum(self, axis=None, keepdims: bool = False):
+        shape = self.shape
+
+        def backward(g):
+            if axis is not None and not keepdims:
+                g = np.expand_dims(g, axis)
+            return (np.broadcast_to(g, shape).copy(),)
+
+        return Tensor.from_op(np.asarray(self.data.sum(axis=axis, keepdims=keepdims)), (self,), backward)
+
+    def mean(self, axis=None, keepdims: bool = False):
+        count = self.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
+        return self.sum(axis=axis, keepdims=keepdims) * (1.0 / count)
 
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        return F.reshape(self, shape)
+        old = self.shape
+        return Tensor.from_op(self.data.reshape(shape), (self,), lambda g: (g.reshape(old),))
 
-    def flatten(self, start_dim=1):
-        return F.flatten(self, start_dim)
+    def flatten(self, start_dim: int = 1):
+        return self.reshape(self.shape[:start_dim] + (-1,))
 
     def transpose(self, *axes):
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return F.transpose(self, axes or None)
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        axes = tuple(axes) if axes else tuple(reversed(range(self.ndim)))
+        inverse = tuple(np.argsort(axes))
+        return Tensor.from_op(self.data.transpose(axes), (self,), lambda g: (g.transpose(inverse),))
 
     @property
     def T(self):
-        return F.transpose(self, None)
-
-    def relu(self):
-        return F.relu(self)
-
-    def tanh(self):
-        return F.tanh(self)
-
-    def exp(self):
-        return F.exp(self)
-
-    def log(self):
-        return F.log(self)
+        return self.transpose()
 
 
-def as_tensor(value, dtype=None) -> Tensor:
-    """``value`` if it is already a Tensor, else a constant Tensor (no grad)."""
-    if isinstance(value, Tensor):
-        return value
-    if dtype is None and isinstance(value, np.ndarray) and value.dtype == np.float64:
-        dtype = np.float32
-    return Tensor(value, dtype=dtype)
-
-
-from . import functional as F  # noqa: E402  (operators above call it)
+def tensor(data, requires_grad: bool = False) -> Tensor:
+    return Tensor(data, requires_grad=requires_grad)

@@ -1,4 +1,4 @@
-"""A small training loop: ``fit`` (batches, seeded shuffling, progress) and ``evaluate``."""
+"""Training loop and evaluation."""
 
 from __future__ import annotations
 
@@ -11,14 +11,51 @@ import numpy as np
 from .tensor import Tensor, no_grad
 
 
+def _batches(n: int, batch_size: int, rng: np.random.Generator | None):
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start: start + batch_size]
+
+
+def _check_data(x, y, name="data"):
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"{name}: inputs and labels differ in length ({len(x)} vs {len(y)})")
+    return x.astype(np.float32, copy=False), y
+
+
+class _Progress:
+    """tqdm when installed, else one line per epoch."""
+
+    def __init__(self, total: int, desc: str, enabled: bool):
+        self.bar, self.enabled, self.desc = None, enabled, desc
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, desc=desc, leave=False)
+            except ImportError:
+                pass
+
+    def update(self, n: int, **info) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix(info, refresh=False)
+
+    def close(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.enabled:
+            print(f"{self.desc}: {line}", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def blas_threads(n):
-    """Limit NumPy's BLAS to ``n`` threads inside the block (needs threadpoolctl; else does nothing).
+    """Limits NumPy's BLAS to `n` threads inside the block (needs threadpoolctl,
+    which scikit-learn installs; without it, or with n=None, changes nothing).
 
-    The matrices of small models (the digits CNN: 512 x 144 im2col blocks) are
-    too small for a multi-threaded BLAS: on this 2-core machine one BLAS thread
-    trains the CNN several times faster than two.  ``n=None`` changes nothing.
-    """
+    The matrices of small models are too small for a multi-threaded BLAS: on a
+    2-core machine one thread trains the digits CNN several times faster."""
     if n is None:
         yield
         return
@@ -31,109 +68,66 @@ def blas_threads(n):
         yield
 
 
+def fit(model, loss_fn, optimizer, data, epochs: int, batch_size: int = 64, seed: int = 0, scheduler=None,
+        progress: bool = True, after_step=None, blas_threads=None) -> list[float]:
+    """Trains `model` on `data` = (inputs, integer labels) for `epochs`, shuffling
+    with `seed`. `scheduler.step()` runs after every optimizer step, then
+    `after_step(step)` if given. `blas_threads` limits NumPy's BLAS threads
+    while training (1 is fastest for small models). Returns the mean loss of each epoch."""
+    with _limit_blas(blas_threads):
+        return _fit(model, loss_fn, optimizer, data, epochs, batch_size, seed, scheduler, progress, after_step)
+
+
 _limit_blas = blas_threads
 
 
-def _check_data(data, name):
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise TypeError(f"{name} must be a pair (inputs, labels) of arrays")
-    x, y = np.asarray(data[0]), np.asarray(data[1])
-    if len(x) != len(y):
-        raise ValueError(f"{name}: {len(x)} inputs but {len(y)} labels")
-    return x, y
-
-
-def _batches(n, batch_size, order):
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
-
-
-def _progress(total, desc, enabled):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, leave=False)
-
-
-def fit(model, loss, optimizer, data, epochs=1, batch_size=64, seed=0, shuffle=True,
-        scheduler=None, val_data=None, progress=True, blas_threads=None):
-    """Train ``model`` on ``data = (inputs, labels)``.
-
-    ``loss(output, labels) -> scalar Tensor`` (e.g. ``qk.nn.cross_entropy``).
-    Each epoch shuffles with ``np.random.default_rng(seed + epoch)`` (so a
-    seed gives the same run), steps ``optimizer`` per batch and ``scheduler``
-    (if any) per epoch.  Progress is shown with tqdm if installed, otherwise
-    one line per epoch (``progress=False`` for silence).
-
-    ``blas_threads`` limits NumPy's BLAS threads during training (see
-    ``blas_threads``; 1 is fastest for small models).
-
-    Returns a list with one dict per epoch: ``loss`` (mean over batches),
-    ``seconds``, and ``val_accuracy`` when ``val_data`` is given.
-    """
-    x, y = _check_data(data, "data")
-    if batch_size < 1 or epochs < 0:
-        raise ValueError(f"fit: batch_size must be >= 1 and epochs >= 0, got {batch_size}, {epochs}")
-    with _limit_blas(blas_threads):
-        return _fit(model, loss, optimizer, x, y, epochs, batch_size, seed, shuffle, scheduler, val_data, progress)
-
-
-def _fit(model, loss, optimizer, x, y, epochs, batch_size, seed, shuffle, scheduler, val_data, progress):
-    n = len(x)
-    history = []
-    for epoch in range(epochs):
-        model.train()
-        start = time.perf_counter()
-        order = np.random.default_rng(seed + epoch).permutation(n) if shuffle else np.arange(n)
-        bar = _progress((n + batch_size - 1) // batch_size, f"epoch {epoch + 1}/{epochs}", progress)
-        total, count = 0.0, 0
-        for idx in _batches(n, batch_size, order):
-            out = model(Tensor(x[idx]))
-            value = loss(out, y[idx])
-            optimizer.zero_grad()
-            value.backward()
-            optimizer.step()
-            total += value.item() * len(idx)
-            count += len(idx)
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        if scheduler is not None:
-            scheduler.step()
-        record = {"epoch": epoch + 1, "loss": total / max(count, 1), "seconds": time.perf_counter() - start}
-        if val_data is not None:
-            record["val_accuracy"] = evaluate(model, val_data)
-        history.append(record)
-        if progress:
-            line = f"epoch {epoch + 1}/{epochs}  loss {record['loss']:.4f}"
-            if "val_accuracy" in record:
-                line += f"  val_acc {record['val_accuracy']:.4f}"
-            print(line + f"  ({record['seconds']:.2f}s)", file=sys.stderr)
+def _fit(model, loss_fn, optimizer, data, epochs, batch_size, seed, scheduler, progress, after_step):
+    x, y = _check_data(*data)
+    rng = np.random.default_rng(seed)
+    history, step = [], 0
     model.train()
+    for epoch in range(epochs):
+        bar = _Progress(len(x), f"epoch {epoch + 1}/{epochs}", progress)
+        start, total, seen = time.perf_counter(), 0.0, 0
+        for idx in _batches(len(x), batch_size, rng):
+            optimizer.zero_grad()
+            loss = loss_fn(model(Tensor(x[idx])), y[idx])
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            step += 1
+            if after_step is not None:
+                after_step(step)
+            total += loss.item() * len(idx)
+            seen += len(idx)
+            bar.update(len(idx), loss=f"{total / seen:.4f}")
+        history.append(total / seen)
+        bar.close(f"loss {history[-1]:.4f} ({time.perf_counter() - start:.1f} s)")
+    model.eval()
     return history
 
 
-def predict(model, inputs, batch_size=256) -> np.ndarray:
-    """Model outputs for ``inputs`` in eval mode without a graph (restores the mode after)."""
-    was_training = model.training
-    model.eval()
-    outs = []
-    try:
-        with no_grad():
-            for start in range(0, len(inputs), batch_size):
-                outs.append(model(Tensor(np.asarray(inputs[start : start + batch_size]))).data)
-    finally:
-        model.train(was_training)
+def predict(model, x, batch_size: int = 512) -> np.ndarray:
+    """Model outputs for `x` in eval mode, without recording a graph."""
+    x = np.asarray(x, dtype=np.float32)
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    with no_grad():
+        outs = [np.asarray(_data(model(Tensor(x[i: i + batch_size])))) for i in range(0, len(x), batch_size)]
+    if was_training:
+        model.train()
     return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
 
 
-def evaluate(model, data, batch_size=256) -> float:
-    """Classification accuracy (fraction of argmax predictions equal to the labels)."""
-    x, y = _check_data(data, "data")
+def _data(out):
+    return out.data if isinstance(out, Tensor) else out
+
+
+def evaluate(model, data, batch_size: int = 512) -> float:
+    """Classification accuracy (fraction in [0, 1]) of `model` on `data` = (inputs, labels)."""
+    x, y = _check_data(*data)
     if len(x) == 0:
-        raise ValueError("evaluate: data is empty")
+        raise ValueError("data: no examples to evaluate")
     return float((predict(model, x, batch_size).argmax(axis=1) == y).mean())

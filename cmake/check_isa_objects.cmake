@@ -1,0 +1,21 @@
+# Fails the build if an ISA-specific object file defines weak (COMDAT)
+# symbols: the linker may keep that ISA's copy of an inline function for
+# every caller, and a CPU without the ISA would then crash (numpy#25274).
+# Run with -DNM=<nm> -DOBJECTS=<object files separated by |>.
+string(REPLACE "|" ";" OBJECTS "${OBJECTS}")
+foreach(obj IN LISTS OBJECTS)
+  get_filename_component(name "${obj}" NAME)
+  if(NOT name MATCHES "_(avx2|avx_vnni|avx512|avx512_vnni|amx)\\.cc\\.o$")
+    continue()
+  endif()
+  execute_process(COMMAND "${NM}" -C "${obj}" OUTPUT_VARIABLE symbols RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "nm failed on ${obj}")
+  endif()
+  string(REGEX MATCHALL "[^\n]* [WVu] [^\n]*" weak "${symbols}")
+  if(weak)
+    string(REPLACE ";" "\n  " weak "${weak}")
+    message(FATAL_ERROR "${name} defines weak symbols shared with other files; keep ISA code in its own "
+                        "namespace and avoid STL templates there:\n  ${weak}")
+  endif()
+endforeach()

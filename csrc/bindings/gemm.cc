@@ -1,0 +1,85 @@
+#include "gemm/gemm.h"
+#include "bindings/bindings.h"
+
+#include <cstdint>
+#include <memory>
+
+namespace qk::bindings {
+namespace {
+
+using gemm::Epilogue;
+using gemm::PackedWeight;
+
+// Shared checks of the GEMM entry points: A is (m, k) bytes, out is (m, n).
+template <typename Out>
+void run(const py::array& a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& ep,
+         py::array& out) {
+  if (w.k() != k) throw py::value_error("b: K of the packed weight does not match a");
+  const void* ap = input_data<uint8_t>(a, "a", m * k);
+  void* op = output_data<Out>(out, "out", m * w.n());
+  py::gil_scoped_release release;
+  gemm::matmul(ap, a_signed, m, k, w, ep, op);
+}
+
+}  // namespace
+
+void bind_gemm(py::module_& m) {
+  m.def("gemm_path", [] { return std::string(isa_name(gemm::selected_isa())); });
+
+  py::class_<PackedWeight, std::shared_ptr<PackedWeight>>(m, "PackedWeight")
+      .def(py::init([](const py::array& b, size_t k, size_t n) {
+             const int8_t* bp = input_data<int8_t>(b, "b", k * n);
+             py::gil_scoped_release release;
+             return std::make_shared<PackedWeight>(bp, k, n, gemm::selected_layout());
+           }),
+           py::arg("b"), py::arg("k"), py::arg("n"))
+      .def_property_readonly("k", &PackedWeight::k)
+      .def_property_readonly("n", &PackedWeight::n)
+      .def("unpack", [](const PackedWeight& w) {
+        py::array_t<int8_t> b({w.k(), w.n()});
+        std::copy(w.original().begin(), w.original().end(), b.mutable_data());
+        return b;
+      })
+      .def("column_sums", [](const PackedWeight& w) {
+        py::array_t<int32_t> s(w.n());
+        std::copy(w.column_sums().begin(), w.column_sums().end(), s.mutable_data());
+        return s;
+      });
+
+  m.def(
+      "int8_matmul",
+      [](const py::array& a, bool a_signed, size_t m_rows, size_t k, const PackedWeight& w, py::array& out) {
+        run<int32_t>(a, a_signed, m_rows, k, w, Epilogue{}, out);
+      },
+      py::arg("a"), py::arg("a_signed"), py::arg("m"), py::arg("k"), py::arg("w"), py::arg("out"));
+
+  m.def(
+      "quantized_linear",
+      [](const py::array& a, bool a_signed, size_t m_rows, size_t k, const PackedWeight& w, int32_t a_zero_point,
+         const py::array& scale, const py::object& bias, bool relu, py::array& out, int out_kind, float out_scale,
+         float out_zero_point, float qmin, float qmax) {
+        Epilogue ep;
+        ep.kind = out_kind == 0 ? Epilogue::kFloat : Epilogue::kRequant;
+        ep.a_zero_point = a_zero_point;
+        ep.scale = input_data<float>(scale, "scale", w.n());
+        py::array bias_array;
+        if (!bias.is_none()) {
+          bias_array = bias.cast<py::array>();
+          ep.bias = input_data<float>(bias_array, "bias", w.n());
+        }
+        ep.relu = relu;
+        ep.out_scale = out_scale;
+        ep.out_zero_point = out_zero_point;
+        ep.qmin = qmin;
+        ep.qmax = qmax;
+        if (ep.kind == Epilogue::kFloat)
+          run<float>(a, a_signed, m_rows, k, w, ep, out);
+        else
+          run<uint8_t>(a, a_signed, m_rows, k, w, ep, out);
+      },
+      py::arg("a"), py::arg("a_signed"), py::arg("m"), py::arg("k"), py::arg("w"), py::arg("a_zero_point"),
+      py::arg("scale"), py::arg("bias"), py::arg("relu"), py::arg("out"), py::arg("out_kind"),
+      py::arg("out_scale"), py::arg("out_zero_point"), py::arg("qmin"), py::arg("qmax"));
+}
+
+}  // namespace qk::bindings

@@ -1,0 +1,34 @@
+// INT8 GEMM driver: C = A (M x K, int8 or uint8) * B (packed int8, K x N),
+// exact int32 accumulation, then an epilogue applied to each finished tile.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "cpu/isa.h"
+#include "gemm/pack.h"
+
+namespace qk::gemm {
+
+Isa selected_isa();
+// The B layout the selected path's micro-kernels read.
+Layout selected_layout();
+
+// What happens to the exact int32 sums acc[m, n]:
+//  kInt32:   out = acc (int32, wrapping like NumPy's int32 matmul)
+//  kFloat:   y = float(acc - a_zero_point * colsum[n]) * scale[n] + bias[n], optional ReLU
+//  kRequant: q = clip(rint(y / out_scale) + out_zero_point, qmin, qmax) as int8/uint8
+struct Epilogue {
+  enum Kind { kInt32, kFloat, kRequant } kind = kInt32;
+  int32_t a_zero_point = 0;
+  const float* scale = nullptr;  // N values (x_scale * w_scale[n])
+  const float* bias = nullptr;   // N values or null
+  bool relu = false;
+  float out_scale = 1, out_zero_point = 0, qmin = 0, qmax = 0;
+};
+
+// `a` is M x K row-major bytes; `out` is M x N row-major (int32, float or bytes).
+void matmul(const void* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& epilogue,
+            void* out);
+
+}  // namespace qk::gemm

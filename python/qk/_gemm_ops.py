@@ -1,0 +1,172 @@
+"""INT8 GEMM: int8_matmul, pre-packed weights, and the fused quantized /
+dynamic linear layers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _qk
+from ._validate import make_out, require_array, require_int, scales_float32
+
+_OUT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
+
+
+class PackedInt8Weight:
+    """An int8 weight B (K, N) packed once for the GEMM micro-kernels, with its
+    column sums. Used by `int8_matmul`, `quantized_linear` and
+    `dynamic_linear`. It keeps the original array (`unpack()`), so it can be
+    saved, pickled, and repacked when the ISA path changes."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native):
+        self._native = native
+
+    @property
+    def k(self) -> int:
+        return self._native.k
+
+    @property
+    def n(self) -> int:
+        return self._native.n
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.k, self.n)
+
+    def unpack(self) -> np.ndarray:
+        """The original int8 (K, N) array."""
+        return self._native.unpack()
+
+    def column_sums(self) -> np.ndarray:
+        """int32 sums of B over K, one per column (used for zero-point corrections)."""
+        return self._native.column_sums()
+
+    def __reduce__(self):
+        return pack_int8_weight, (self.unpack(),)
+
+    def __repr__(self) -> str:
+        return f"PackedInt8Weight(k={self.k}, n={self.n})"
+
+
+def pack_int8_weight(b) -> PackedInt8Weight:
+    """Packs an int8 weight of shape (K, N) for repeated use as the right-hand operand."""
+    b = require_array(b, "b", [np.int8])
+    if b.ndim != 2:
+        raise ValueError(f"b: expected a 2-D (K, N) array, got shape {b.shape}")
+    return PackedInt8Weight(_qk.PackedWeight(b, b.shape[0], b.shape[1]))
+
+
+def _weight(b, k: int, name: str) -> PackedInt8Weight:
+    if isinstance(b, PackedInt8Weight):
+        w = b
+    elif isinstance(b, np.ndarray):
+        if b.dtype != np.int8:
+            raise TypeError(f"{name}: expected dtype int8 (or a PackedInt8Weight), got {b.dtype}")
+        w = pack_int8_weight(b)
+    else:
+        raise TypeError(f"{name}: expected an int8 numpy.ndarray (K, N) or a PackedInt8Weight, got {type(b).__name__}")
+    if w.k != k:
+        raise ValueError(f"{name}: has K = {w.k} rows, but the left operand has K = {k} columns")
+    return w
+
+
+def _lhs(a, name: str):
+    """(a as contiguous (rows, K), leading shape of the result)."""
+    a = require_array(a, name, [np.int8, np.uint8])
+    if a.ndim == 0:
+        raise ValueError(f"{name}: expected at least 1 dimension (K,), got a 0-d array")
+    k = a.shape[-1]
+    return a.reshape(-1, k) if a.ndim != 2 else a, a.shape[:-1], k
+
+
+def int8_matmul(a, b, *, out=None) -> np.ndarray:
+    """Exact int8 matrix product: ``a.astype(int32) @ b.astype(int32)``.
+
+    `a`: int8 or uint8 of shape (K,), (M, K) or (..., M, K); `b`: int8 (K, N) or a
+    `PackedInt8Weight`. Returns int32 (..., M, N), wrapping modulo 2**32 like
+    NumPy's int32 arithmetic when K is large enough to overflow."""
+    a2, lead, k = _lhs(a, "a")
+    w = _weight(b, k, "b")
+    out = make_out(out, "out", lead + (w.n,), np.int32)
+    _qk.int8_matmul(a2, a2.dtype == np.int8, a2.shape[0], k, w._native, out)
+    return out
+
+
+def _scalar_scale(value, name: str) -> np.float32:
+    return scales_float32(value, name, None)[0]
+
+
+def quantized_linear(x_q, w, *, x_scale, x_zero_point, w_scale, bias=None, relu: bool = False,
+                     out_dtype=np.float32, out_scale=None, out_zero_point=None, out=None) -> np.ndarray:
+    """A quantized linear layer in one call, from the exact int32 sums:
+
+        y = x_scale * w_scale[n] * (acc[m, n] - x_zero_point * colsum_w[n]) + bias[n]
+
+    then ReLU if asked, returned as float32, or requantized to int8/uint8 with
+    ``clip(rint(y / out_scale) + out_zero_point)``. `x_q`: uint8 or int8
+    activations (..., K) with per-tensor `x_scale`/`x_zero_point`; `w`: int8
+    weight (K, N) (packed or not) with symmetric scales per output channel
+    (`w_scale` of N values) or per tensor (a scalar)."""
+    x2, lead, k = _lhs(x_q, "x_q")
+    wp = _weight(w, k, "w")
+    xr = _OUT_RANGES[x2.dtype]
+    x_zp = require_int(x_zero_point, "x_zero_point", *xr)
+    xs = _scalar_scale(x_scale, "x_scale")
+    ws = scales_float32(w_scale, "w_scale", None if np.ndim(w_scale) == 0 else wp.n)
+    scale = (xs * np.broadcast_to(ws, (wp.n,))).astype(np.float32)
+    if not np.all(np.isfinite(scale) & (scale > 0)):
+        raise ValueError("w_scale: x_scale * w_scale must stay finite and > 0 in float32")
+    if bias is not None:
+        bias = np.ascontiguousarray(np.asarray(bias), dtype=np.float32)
+        if bias.shape != (wp.n,):
+            raise ValueError(f"bias: expected shape ({wp.n},), got {bias.shape}")
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"relu: expected a bool, got {type(relu).__name__}")
+    try:
+        odt = np.dtype(out_dtype)
+    except TypeError:
+        odt = None
+    if odt == np.float32:
+        if out_scale is not None or out_zero_point is not None:
+            raise ValueError("out_scale: only used with an int8/uint8 out_dtype")
+        kind, os_, ozp, qmin, qmax = 0, 1.0, 0.0, 0.0, 0.0
+    elif odt in _OUT_RANGES:
+        if out_scale is None or out_zero_point is None:
+            raise ValueError("out_scale: an int8/uint8 out_dtype needs out_scale and out_zero_point")
+        qmin, qmax = _OUT_RANGES[odt]
+        kind, os_ = 1, float(_scalar_scale(out_scale, "out_scale"))
+        ozp = float(require_int(out_zero_point, "out_zero_point", qmin, qmax))
+    else:
+        raise TypeError(f"out_dtype: expected numpy.float32, numpy.int8 or numpy.uint8, got {out_dtype!r}")
+    out = make_out(out, "out", lead + (wp.n,), odt)
+    _qk.quantized_linear(x2, x2.dtype == np.int8, x2.shape[0], k, wp._native, x_zp, scale, bias, bool(relu), out,
+                         kind, os_, ozp, float(qmin), float(qmax))
+    return out
+
+
+def dynamic_linear(x, w, w_scale, bias=None, *, out=None) -> np.ndarray:
+    """float32 activations (..., K) quantized on the fly to uint8 from this
+    batch's range (asymmetric, 0 exactly representable), int8 GEMM with `w`
+    (int8 (K, N), packed or not, symmetric `w_scale` per column or per
+    tensor), float32 out with optional `bias`."""
+    from ._quant_ops import quantize
+
+    x = require_array(x, "x", [np.float32])
+    if x.ndim == 0:
+        raise ValueError("x: expected at least 1 dimension (K,), got a 0-d array")
+    if x.size:
+        lo, hi = float(x.min()), float(x.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError("x: contains NaN or infinity; its quantization range is undefined")
+    else:
+        lo = hi = 0.0
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = np.float32((hi - lo) / 255.0)
+    if not scale > 0:  # all zeros
+        scale = np.float32(1.0)
+    zero_point = int(np.clip(round(-lo / float(scale)), 0, 255))
+    x_q = quantize(x, scale, zero_point, dtype=np.uint8)
+    return quantized_linear(x_q, w, x_scale=scale, x_zero_point=zero_point, w_scale=w_scale, bias=bias, out=out)

@@ -1,0 +1,219 @@
+"""Converted layers: a Linear or Conv2d whose maths runs on qk's kernels.
+
+Every converted layer is a `QuantizedLayer`: the layer's geometry (linear,
+or conv with kernel/stride/padding) plus a *core* that multiplies a 2-D
+input by the stored weight. A convolution becomes im2col + the same core.
+Cores:
+
+- `StaticInt8Core`: activations quantized with calibrated (scale, zero point)
+  to uint8, int8 weights pre-packed, one `qk.quantized_linear` call with
+  bias and ReLU fused.
+- `DynamicInt8Core`: activations quantized per batch inside `qk.dynamic_linear`.
+- `WeightOnlyCore`: int8 or int4 (two per byte) weights with per-channel or
+  per-group scales, dequantized by `qk.dequantize` at each call; float matmul.
+- `FP16Core`: float16 weights converted by `qk.fp16_to_fp32` at each call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import qk
+
+from ..nn import Module, Tensor
+from ..nn.functional import im2col
+
+
+def _relu(y: np.ndarray, relu: bool) -> np.ndarray:
+    return np.maximum(y, 0, out=y) if relu else y
+
+
+class StaticInt8Core:
+    kind = "static_int8"
+
+    def __init__(self, weight_q: np.ndarray, w_scale: np.ndarray, bias, x_scale: float, x_zero_point: int,
+                 relu: bool, bits: int = 8, x_range=(0, 255)):
+        """weight_q: int8 (N, K); w_scale: float32 (N,) (symmetric weights);
+        activations quantized with (x_scale, x_zero_point) onto the integer
+        range `x_range` (uint8 container when it is non-negative, else int8)."""
+        self.weight_q = np.ascontiguousarray(weight_q, dtype=np.int8)
+        self.packed = qk.pack_int8_weight(np.ascontiguousarray(self.weight_q.T))
+        self.w_scale = np.asarray(w_scale, np.float32)
+        self.bias = None if bias is None else np.asarray(bias, np.float32)
+        self.x_scale, self.x_zero_point = np.float32(x_scale), int(x_zero_point)
+        self.relu, self.bits = bool(relu), int(bits)
+        self.x_range = (int(x_range[0]), int(x_range[1]))
+        self.pad_value = self.x_zero_point  # float 0.0 is exactly the zero point
+
+    def prepare_input(self, x: np.ndarray) -> np.ndarray:
+        lo, hi = self.x_range
+        dtype = np.uint8 if lo >= 0 else np.int8
+        q = qk.quantize(x, self.x_scale, self.x_zero_point, dtype=dtype)
+        if (lo, hi) != ((0, 255) if lo >= 0 else (-128, 127)):
+            np.clip(q, lo, hi, out=q)
+        return q
+
+    def matmul(self, x2d: np.ndarray) -> np.ndarray:
+        return qk.quantized_linear(x2d, self.packed, x_scale=self.x_scale, x_zero_point=self.x_zero_point,
+                                   w_scale=self.w_scale, bias=self.bias, relu=self.relu)
+
+    def arrays(self):
+        return dict(weight_q=self.weight_q, w_scale=self.w_scale, bias=self.bias)
+
+    def meta(self):
+        return dict(x_scale=float(self.x_scale), x_zero_point=self.x_zero_point, relu=self.relu, bits=self.bits,
+                    x_range=list(self.x_range))
+
+
+class DynamicInt8Core:
+    kind = "dynamic_int8"
+    pad_value = 0
+
+    def __init__(self, weight_q: np.ndarray, w_scale: np.ndarray, bias, relu: bool, bits: int = 8):
+        self.weight_q = np.ascontiguousarray(weight_q, dtype=np.int8)
+        self.packed = qk.pack_int8_weight(np.ascontiguousarray(self.weight_q.T))
+        self.w_scale = np.asarray(w_scale, np.float32)
+        self.bias = None if bias is None else np.asarray(bias, np.float32)
+        self.relu, self.bits = bool(relu), int(bits)
+
+    def prepare_input(self, x):
+        return x
+
+    def matmul(self, x2d):
+        return _relu(qk.dynamic_linear(np.ascontiguousarray(x2d), self.packed, self.w_scale, self.bias), self.relu)
+
+    def arrays(self):
+        return dict(weight_q=self.weight_q, w_scale=self.w_scale, bias=self.bias)
+
+    def meta(self):
+        return dict(relu=self.relu, bits=self.bits)
+
+
+def pack_int4(q: np.ndarray) -> np.ndarray:
+    """Two signed 4-bit values per byte (low nibble first) along the last axis (padded to even)."""
+    if q.shape[-1] % 2:
+        q = np.concatenate([q, np.zeros(q.shape[:-1] + (1,), q.dtype)], axis=-1)
+    u = (q.astype(np.int16) & 0xF).astype(np.uint8)
+    return (u[..., 0::2] | (u[..., 1::2] << 4)).astype(np.uint8)
+
+
+def unpack_int4(packed: np.ndarray, length: int) -> np.ndarray:
+    lo = (packed & 0xF).astype(np.int8)
+    hi = (packed >> 4).astype(np.int8)
+    out = np.empty(packed.shape[:-1] + (2 * packed.shape[-1],), np.int8)
+    out[..., 0::2], out[..., 1::2] = lo, hi
+    out = np.where(out > 7, out - 16, out).astype(np.int8)  # sign-extend the nibbles
+    return out[..., :length]
+
+
+class WeightOnlyCore:
+    """Integer weights, float activations. With `group_size`, each output row
+    has one scale per group of `group_size` input columns."""
+
+    kind = "weight_only"
+    pad_value = 0
+
+    def __init__(self, weight_q: np.ndarray, scales: np.ndarray, bias, relu: bool, bits: int,
+                 group_size: int | None = None):
+        n, k = weight_q.shape
+        self.n, self.k, self.bits = n, k, int(bits)
+        self.group_size = group_size
+        self.stored = pack_int4(weight_q) if bits <= 4 else np.ascontiguousarray(weight_q, np.int8)
+        self.scales = np.asarray(scales, np.float32)  # (N,) or (N, groups)
+        self.bias = None if bias is None else np.asarray(bias, np.float32)
+        self.relu = bool(relu)
+
+    def weight_q(self) -> np.ndarray:
+        return unpack_int4(self.stored, self.k) if self.bits <= 4 else self.stored
+
+    def dequantized_weight(self) -> np.ndarray:
+        q = self.weight_q()
+        if self.group_size is None:
+            return qk.dequantize(q, self.scales, 0, axis=0)
+        g = self.group_size
+        groups = -(-self.k // g)
+        padded = np.zeros((self.n, groups * g), np.int8)
+        padded[:, : self.k] = q
+        w = qk.dequantize(padded.reshape(self.n * groups, g), self.scales.reshape(-1), 0, axis=0)
+        return w.reshape(self.n, groups * g)[:, : self.k]
+
+    def prepare_input(self, x):
+        return x
+
+    def matmul(self, x2d):
+        y = x2d @ self.dequantized_weight().T
+        if self.bias is not None:
+            y += self.bias
+        return _relu(y, self.relu)
+
+    def arrays(self):
+        return dict(stored=self.stored, scales=self.scales, bias=self.bias)
+
+    def meta(self):
+        return dict(n=self.n, k=self.k, bits=self.bits, group_size=self.group_size, relu=self.relu)
+
+
+class FP16Core:
+    kind = "fp16"
+    pad_value = 0
+
+    def __init__(self, weight: np.ndarray, bias, relu: bool):
+        self.weight_half = qk.fp32_to_fp16(np.ascontiguousarray(weight, np.float32))
+        self.bias = None if bias is None else qk.fp32_to_fp16(np.asarray(bias, np.float32))
+        self.relu = bool(relu)
+
+    def prepare_input(self, x):
+        return x
+
+    def matmul(self, x2d):
+        y = x2d @ qk.fp16_to_fp32(self.weight_half).T
+        if self.bias is not None:
+            y += qk.fp16_to_fp32(self.bias)
+        return _relu(y, self.relu)
+
+    def arrays(self):
+        return dict(weight_half=self.weight_half, bias=self.bias)
+
+    def meta(self):
+        return dict(relu=self.relu)
+
+
+class QuantizedLayer(Module):
+    """A converted Linear (`conv=None`) or Conv2d (`conv=(kernel, stride, padding)`)."""
+
+    def __init__(self, core, out_features: int, conv=None):
+        super().__init__()
+        self.core, self.out_features = core, out_features
+        self.conv = None if conv is None else tuple(tuple(v) for v in conv)
+
+    def forward(self, x):
+        data = x.data if isinstance(x, Tensor) else np.asarray(x)
+        data = np.ascontiguousarray(data, dtype=np.float32)
+        xin = self.core.prepare_input(data)
+        if self.conv is None:
+            lead = xin.shape[:-1]
+            y = self.core.matmul(xin.reshape(-1, xin.shape[-1])).reshape(lead + (self.out_features,))
+        else:
+            kernel, stride, padding = self.conv
+            cols, (oh, ow), _ = im2col(xin, kernel, stride, padding, pad_value=self.core.pad_value)
+            y = self.core.matmul(np.ascontiguousarray(cols))
+            y = np.ascontiguousarray(y.reshape(xin.shape[0], oh, ow, self.out_features).transpose(0, 3, 1, 2))
+        return Tensor(y)
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.core.arrays().values() if a is not None)
+
+    def extra_repr(self):
+        what = "Conv2d" if self.conv else "Linear"
+        bits = getattr(self.core, "bits", None)
+        return f"{what}, {self.core.kind}" + (f", {bits}-bit weights" if bits else "") + f", out={self.out_features}"
+
+
+def conv_geometry(layer) -> tuple | None:
+    """(kernel, stride, padding) of a Conv2d as pairs, or None for a Linear."""
+    from ..nn import Conv2d
+    from ..nn.functional import _pair
+
+    if not isinstance(layer, Conv2d):
+        return None
+    return (layer.kernel_size, _pair(layer.stride, "stride"), _pair(layer.padding, "padding"))

@@ -1,0 +1,171 @@
+"""qk.ptq on the digits models: accuracy, equivalence with a float simulation, helpers, save/load, errors."""
+
+import numpy as np
+import pytest
+
+import qk
+from qk import nn, ptq
+from qk.quant import INT8_STATIC, QConfig, QScheme, UINT8_ACTIVATION
+
+pytest.importorskip("sklearn")
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return nn.models.train_reference("mlp", seed=0)[0], nn.load_digits()
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return nn.models.train_reference("cnn", seed=0, epochs=8)[0], nn.load_digits(images=True)
+
+
+def static(model, data, qconfig=INT8_STATIC, **options):
+    prepared = ptq.prepare(model, qconfig, **options)
+    ptq.calibrate(prepared, data.calibration, progress=False)
+    return ptq.convert(prepared)
+
+
+@pytest.mark.parametrize("which", ["mlp", "cnn"])
+def test_int8_static_within_half_a_point(which, request):
+    model, data = request.getfixturevalue(which)
+    fp32 = nn.evaluate(model, data.test)
+    q = static(model, data)
+    assert all(isinstance(m, ptq.QuantizedLayer) for m in [q[0]])
+    assert nn.evaluate(q, data.test) >= fp32 - 0.005
+    assert ptq.model_size(q) < ptq.model_size(model) / 3
+
+
+def test_converted_layers_equal_the_float_simulation(cnn):
+    """Each converted layer equals dequantized weights and activations through
+    NumPy to within one output quantum of float rounding."""
+    model, data = cnn
+    prepared = ptq.prepare(model)
+    ptq.calibrate(prepared, data.calibration, progress=False)
+    q = ptq.convert(prepared)
+    x = data.test[0][:32]
+    for name, layer in q.named_modules():
+        if not isinstance(layer, ptq.QuantizedLayer):
+            continue
+        core = layer.core
+        # Input of this layer in the quantized model.
+        captured = {}
+        original = q.get_submodule(name)
+
+        class Tap(nn.Module):
+            def __init__(self):
+                super().__init__()
+
+            def forward(self, v):
+                captured["x"] = v.data.copy()
+                return original(v)
+
+        q.set_submodule(name, Tap())
+        with nn.no_grad():
+            q(nn.Tensor(x))
+        q.set_submodule(name, original)
+        xin = captured["x"]
+        x_deq = (core.prepare_input(xin).astype(np.float32) - core.x_zero_point) * core.x_scale
+        w_deq = core.weight_q.astype(np.float32) * core.w_scale[:, None]
+        if layer.conv is None:
+            sim = x_deq @ w_deq.T + core.bias
+        else:
+            sim = nn.functional.conv2d(nn.Tensor(x_deq), nn.Tensor(w_deq.reshape(original.out_features, -1)
+                                       .reshape((original.out_features,) + (xin.shape[1],) + layer.conv[0])),
+                                       nn.Tensor(core.bias), layer.conv[1], layer.conv[2]).data
+        if core.relu:
+            sim = np.maximum(sim, 0)
+        got = layer(nn.Tensor(xin)).data
+        np.testing.assert_allclose(got, sim, rtol=1e-4, atol=1e-4 * np.abs(sim).max())
+
+
+def test_dynamic_weight_only_fp16_and_gptq(mlp):
+    model, data = mlp
+    fp32 = nn.evaluate(model, data.test)
+    assert nn.evaluate(ptq.quantize_dynamic(model), data.test) >= fp32 - 0.005
+    assert nn.evaluate(ptq.quantize_fp16(model), data.test) >= fp32 - 0.003
+    w8 = ptq.quantize_weight_only(model, bits=8)
+    assert nn.evaluate(w8, data.test) >= fp32 - 0.005
+    w4 = ptq.quantize_weight_only(model, bits=4, group_size=16)
+    assert w4[0].core.stored.dtype == np.uint8 and w4[0].core.stored.shape == (256, 32)  # two per byte
+    assert nn.evaluate(w4, data.test) >= fp32 - 0.02
+    int2 = QConfig(weight=QScheme(2, signed=True, symmetric=True, axis=0), activation=UINT8_ACTIVATION)
+    nearest = nn.evaluate(static(model, data, int2), data.test)
+    gptq = nn.evaluate(static(model, data, int2, rounding="gptq"), data.test)
+    assert gptq >= nearest
+    corrected = nn.evaluate(static(model, data, int2, bias_correction=True), data.test)
+    assert corrected > 0.5
+
+
+def test_int4_pack_round_trip():
+    from qk.ptq.layers import pack_int4, unpack_int4
+
+    q = np.random.default_rng(0).integers(-8, 8, (5, 7)).astype(np.int8)
+    np.testing.assert_array_equal(unpack_int4(pack_int4(q), 7), q)
+
+
+def test_sensitivity_mixed_precision_and_layer_report(mlp):
+    model, data = mlp
+    x, y = data.test
+
+    def accuracy(m):
+        return nn.evaluate(m, (x, y))
+
+    int2 = QConfig(weight=QScheme(2, signed=True, symmetric=True, axis=0), activation=UINT8_ACTIVATION)
+    rows = ptq.sensitivity(model, data.calibration, accuracy, int2)
+    assert [r["layer"] for r in rows] and sorted(r["layer"] for r in rows) == ["0", "2", "4"]
+    assert rows[0]["drop"] >= rows[-1]["drop"]
+    qmodel, report = ptq.auto_mixed_precision(model, data.calibration, accuracy, int2, max_drop=0.005)
+    assert report["drop"] <= 0.005 or len(report["kept"]) == 3
+    for name in report["kept"]:
+        assert isinstance(qmodel.get_submodule(name), nn.Linear)
+    layers = ptq.compare_layers(model, static(model, data), x[:64])
+    assert [r["layer"] for r in layers] == ["0", "2", "4"]
+    assert all(r["sqnr_db"] > 25 and r["cosine"] > 0.99 for r in layers)
+
+
+def test_save_and_load_without_the_fp32_model(cnn, tmp_path):
+    model, data = cnn
+    q = static(model, data)
+    path = tmp_path / "q.npz"
+    ptq.save(q, path)
+    loaded = ptq.load(path)
+    x = data.test[0][:50]
+    np.testing.assert_array_equal(nn.predict(loaded, x), nn.predict(q, x))
+    with pytest.raises(ValueError, match="path"):
+        model.save(tmp_path / "plain.npz")
+        ptq.load(tmp_path / "plain.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="path"):
+        ptq.load(tmp_path / "junk.npz")
+
+
+def test_bad_use_gives_clear_errors(mlp):
+    model, data = mlp
+    prepared = ptq.prepare(model)
+    with pytest.raises(ValueError, match="calibrat"):
+        ptq.convert(prepared)
+    with pytest.raises(ValueError, match="data"):
+        ptq.calibrate(prepared, np.zeros((0, 64), np.float32), progress=False)
+    with pytest.raises(ValueError, match="prepared"):
+        ptq.convert(model)
+    with pytest.raises(TypeError, match="qconfig"):
+        ptq.prepare(model, "int8")
+    with pytest.raises(ValueError, match="layers"):
+        ptq.prepare(model, layers={"nope": None})
+    with pytest.raises(ValueError, match="rounding"):
+        ptq.prepare(model, rounding="up")
+
+    class Custom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(np.ones(64))
+
+        def forward(self, x):
+            return x * self.scale
+
+    with_custom = nn.Sequential(Custom(), model)
+    with pytest.warns(UserWarning, match="float32"):
+        ptq.prepare(with_custom)
+    with pytest.raises(ValueError, match="model"):
+        ptq.prepare(with_custom, unsupported="error")
