@@ -23,7 +23,7 @@ const GemmKernels& kernels_for(Isa isa) {
 // Rows of A packed per block: the block (rows x padded K) stays in L2.
 constexpr size_t kABlockBytes = 192 * 1024;
 // Below this many multiply-adds a GEMM stays on the calling thread.
-constexpr size_t kParallelMacs = size_t(1) << 21;
+constexpr size_t kParallelMacs = size_t(1) << 23;
 
 // Copies rows [0, rows) of A into the micro-kernels' format, zero-padding K:
 // int16 for the pairs layout; bytes for quads, signed A shifted by +128.
@@ -52,7 +52,10 @@ void pack_a(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t k_pad
   }
 }
 
-// Applies the epilogue to a finished tile (mr x 16 sums, `cols` of them valid).
+// Applies the epilogue to a finished tile (mr x 16 sums, `cols` of them
+// valid). The kind is a template parameter and each row is processed in
+// fixed 16-wide loops, so the compiler vectorizes them without branches.
+template <Epilogue::Kind kKind>
 struct TileWriter {
   const Epilogue& ep;
   const int32_t* colsum;
@@ -61,31 +64,48 @@ struct TileWriter {
   void* out;
 
   void operator()(const int32_t* tile, size_t mr, size_t row0, size_t col0, size_t cols) const {
+    uint32_t fix[kNR];
+    for (size_t j = 0; j < kNR; ++j)
+      fix[j] = j < cols ? correction * static_cast<uint32_t>(colsum[col0 + j]) : 0u;
+    float scale[kNR] = {}, bias[kNR] = {};
+    if (kKind != Epilogue::kInt32)
+      for (size_t j = 0; j < cols; ++j) {
+        scale[j] = ep.scale[col0 + j];
+        bias[j] = ep.bias != nullptr ? ep.bias[col0 + j] : 0.0f;
+      }
     for (size_t r = 0; r < mr; ++r) {
       const size_t base = (row0 + r) * n + col0;
+      int32_t acc[kNR];
+      for (size_t j = 0; j < kNR; ++j)  // wraps modulo 2^32, like the int32 reference
+        acc[j] = static_cast<int32_t>(static_cast<uint32_t>(tile[r * kNR + j]) - fix[j]);
+      if (kKind == Epilogue::kInt32) {
+        std::memcpy(static_cast<int32_t*>(out) + base, acc, cols * sizeof(int32_t));
+        continue;
+      }
+      float y[kNR];
+      for (size_t j = 0; j < kNR; ++j) {
+        // Without a bias this adds 0.0f, which changes no value (y + 0 == y, -0 + 0 is +0 either way).
+        y[j] = static_cast<float>(acc[j]) * scale[j] + bias[j];
+        if (ep.relu) y[j] = y[j] > 0.0f ? y[j] : 0.0f;
+      }
+      if (kKind == Epilogue::kFloat) {
+        std::memcpy(static_cast<float*>(out) + base, y, cols * sizeof(float));
+        continue;
+      }
+      uint8_t* q = static_cast<uint8_t*>(out) + base;
       for (size_t j = 0; j < cols; ++j) {
-        const uint32_t sum =
-            static_cast<uint32_t>(tile[r * kNR + j]) - correction * static_cast<uint32_t>(colsum[col0 + j]);
-        const int32_t acc = static_cast<int32_t>(sum);
-        if (ep.kind == Epilogue::kInt32) {
-          static_cast<int32_t*>(out)[base + j] = acc;
-          continue;
-        }
-        float y = static_cast<float>(acc) * ep.scale[col0 + j];
-        if (ep.bias != nullptr) y += ep.bias[col0 + j];
-        if (ep.relu && !(y > 0.0f)) y = 0.0f;
-        if (ep.kind == Epilogue::kFloat) {
-          static_cast<float*>(out)[base + j] = y;
-          continue;
-        }
-        float q = std::nearbyint(y / ep.out_scale) + ep.out_zero_point;
-        q = q < ep.qmin ? ep.qmin : (q > ep.qmax ? ep.qmax : q);
-        if (std::isnan(y)) q = ep.out_zero_point;
-        static_cast<uint8_t*>(out)[base + j] = static_cast<uint8_t>(static_cast<int>(q));
+        float v = std::nearbyint(y[j] / ep.out_scale) + ep.out_zero_point;
+        v = v < ep.qmin ? ep.qmin : (v > ep.qmax ? ep.qmax : v);
+        if (std::isnan(y[j])) v = ep.out_zero_point;  // a NaN bias: same rule as qk.quantize
+        q[j] = static_cast<uint8_t>(static_cast<int>(v));
       }
     }
   }
 };
+
+template <Epilogue::Kind kKind>
+void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& ep,
+               void* out, const GemmKernels& kern, const PackedPanels& b, uint32_t shift);
 
 }  // namespace
 
@@ -95,25 +115,37 @@ Layout selected_layout() { return kernels_for(selected_isa()).layout; }
 
 void matmul(const void* a_ptr, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& epilogue,
             void* out) {
-  const size_t n = w.n();
-  if (m == 0 || n == 0) return;
+  if (m == 0 || w.n() == 0) return;
   const GemmKernels& kern = kernels_for(selected_isa());
   const PackedPanels& b = w.panels(kern.layout);
-  const bool quads = kern.layout == Layout::kQuads;
-  const size_t a_elem = quads ? 1 : 2;
-  const size_t kp = b.k_padded;
-  const size_t k_steps = quads ? kp / 4 : kp / 2;
-  const uint32_t shift = quads && a_signed ? 128u : 0u;
-  const TileWriter write{epilogue, w.column_sums().data(),
-                         shift + static_cast<uint32_t>(epilogue.kind == Epilogue::kInt32 ? 0 : epilogue.a_zero_point),
-                         n, out};
+  const uint32_t shift = kern.layout == Layout::kQuads && a_signed ? 128u : 0u;
   const auto* a = static_cast<const uint8_t*>(a_ptr);
+  switch (epilogue.kind) {
+    case Epilogue::kInt32: return run_tiles<Epilogue::kInt32>(a, a_signed, m, k, w, epilogue, out, kern, b, shift);
+    case Epilogue::kFloat: return run_tiles<Epilogue::kFloat>(a, a_signed, m, k, w, epilogue, out, kern, b, shift);
+    case Epilogue::kRequant:
+      return run_tiles<Epilogue::kRequant>(a, a_signed, m, k, w, epilogue, out, kern, b, shift);
+  }
+}
+
+namespace {
+
+template <Epilogue::Kind kKind>
+void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& ep,
+               void* out, const GemmKernels& kern, const PackedPanels& b, uint32_t shift) {
+  const size_t n = w.n();
+  const size_t a_elem = kern.layout == Layout::kQuads ? 1 : 2;
+  const size_t kp = b.k_padded;
+  const size_t k_steps = kern.layout == Layout::kQuads ? kp / 4 : kp / 2;
+  const uint32_t zero_point = kKind == Epilogue::kInt32 ? 0u : static_cast<uint32_t>(ep.a_zero_point);
+  const TileWriter<kKind> write{ep, w.column_sums().data(), shift + zero_point, n, out};
 
   // Work items: blocks of rows, times groups of panels when rows alone
   // cannot keep every thread busy. Each C element is computed by one tile
   // over the whole K, so results do not depend on the split.
   size_t mc = kABlockBytes / (kp * a_elem + 1) / kMaxMR * kMaxMR;
   if (mc < kMaxMR) mc = kMaxMR;
+  if (mc > m) mc = (m + kMaxMR - 1) / kMaxMR * kMaxMR;
   const size_t m_blocks = (m + mc - 1) / mc;
   const bool parallel = m * n * (k ? k : 1) >= kParallelMacs;
   const size_t threads = parallel ? static_cast<size_t>(num_threads()) : 1;
@@ -122,7 +154,7 @@ void matmul(const void* a_ptr, bool a_signed, size_t m, size_t k, const PackedWe
   const size_t tasks = m_blocks * panel_groups;
 
   parallel_for(tasks, parallel ? 1 : tasks, 1, [&](size_t begin, size_t end) {
-    std::vector<uint8_t> a_block((mc + kMaxMR) * kp * a_elem);
+    std::vector<uint8_t> a_block(mc * kp * a_elem);
     alignas(64) int32_t tile[kMaxMR * kNR];
     size_t packed_block = SIZE_MAX;
     for (size_t t = begin; t < end; ++t) {
@@ -144,5 +176,7 @@ void matmul(const void* a_ptr, bool a_signed, size_t m, size_t k, const PackedWe
     }
   });
 }
+
+}  // namespace
 
 }  // namespace qk::gemm

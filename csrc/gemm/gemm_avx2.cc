@@ -12,26 +12,36 @@
 namespace qk::gemm::avx2 {
 namespace {
 
+// One row of the tile: acc_lo/acc_hi += (a pair of row r at step q) * B.
+inline void row_step(const int16_t* a_row, size_t q, __m256i b_lo, __m256i b_hi, __m256i& acc_lo,
+                     __m256i& acc_hi) {
+  int32_t pair;
+  std::memcpy(&pair, a_row + 2 * q, sizeof pair);
+  const __m256i a_pair = _mm256_set1_epi32(pair);
+  acc_lo = _mm256_add_epi32(acc_lo, _mm256_madd_epi16(a_pair, b_lo));
+  acc_hi = _mm256_add_epi32(acc_hi, _mm256_madd_epi16(a_pair, b_hi));
+}
+
+// Accumulators are named variables, not an array, so the compiler keeps all
+// eight in registers (an array made it spill one per iteration).
 template <int MR>
 void tile(const void* av, size_t lda, const int8_t* b, size_t k_steps, int32_t* c) {
   const int16_t* a = static_cast<const int16_t*>(av);
-  __m256i acc[MR][2];
-  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  __m256i c0l = _mm256_setzero_si256(), c0h = c0l, c1l = c0l, c1h = c0l, c2l = c0l, c2h = c0l, c3l = c0l,
+          c3h = c0l;
   for (size_t q = 0; q < k_steps; ++q) {
     const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + q * 2 * kNR));
     const __m256i b_lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(raw));       // columns 0..7
     const __m256i b_hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(raw, 1));  // columns 8..15
-    for (int r = 0; r < MR; ++r) {
-      int32_t pair;
-      std::memcpy(&pair, a + r * lda + 2 * q, sizeof pair);
-      const __m256i a_pair = _mm256_set1_epi32(pair);
-      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(a_pair, b_lo));
-      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(a_pair, b_hi));
-    }
+    row_step(a, q, b_lo, b_hi, c0l, c0h);
+    if (MR > 1) row_step(a + lda, q, b_lo, b_hi, c1l, c1h);
+    if (MR > 2) row_step(a + 2 * lda, q, b_lo, b_hi, c2l, c2h);
+    if (MR > 3) row_step(a + 3 * lda, q, b_lo, b_hi, c3l, c3h);
   }
+  const __m256i rows[4][2] = {{c0l, c0h}, {c1l, c1h}, {c2l, c2h}, {c3l, c3h}};
   for (int r = 0; r < MR; ++r) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * kNR), acc[r][0]);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * kNR + 8), acc[r][1]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * kNR), rows[r][0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * kNR + 8), rows[r][1]);
   }
 }
 

@@ -37,9 +37,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qk", description="qk command line")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="CPU features, ISA paths, threads and version")
+    sub.add_parser("ptq", help="post-training quantization of the digits models: accuracy, size, latency")
     args = parser.parse_args(argv)
     if args.command == "info":
         info()
+    elif args.command == "ptq":
+        from qk.ptq.report import main as ptq_main
+
+        ptq_main()
     return 0
 
 

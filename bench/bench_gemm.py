@@ -1,0 +1,133 @@
+"""INT8 GEMM: qk (packed and unpacked), quantized_linear and dynamic_linear
+against NumPy FP32 `a @ b` on the same shapes, and against ONNX Runtime
+(MatMulInteger with the weight as a constant initializer, so it is
+pre-packed; DynamicQuantizeMatMul) and PyTorch (torch._int_mm; a
+dynamic-quantized nn.Linear) when installed."""
+
+import numpy as np
+import pytest
+
+import qk
+
+SHAPES = [(1, 4096, 4096), (16, 4096, 4096), (128, 768, 3072), (512, 1024, 1024), (1024, 1024, 1024),
+          (2048, 2048, 2048)]
+THREADS = 2
+
+
+@pytest.fixture(scope="module", params=SHAPES, ids=lambda s: "x".join(map(str, s)))
+def case(request):
+    m, k, n = request.param
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (m, k)).astype(np.uint8)
+    b = rng.integers(-127, 128, (k, n)).astype(np.int8)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w_scale = np.full(n, 0.01, np.float32)
+    return request.param, a, b, x, w_scale
+
+
+def _ort_session(graph_fn):
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    model = graph_fn(onnx)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = THREADS
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _matmul_integer(b):
+    def graph(onnx):
+        from onnx import TensorProto, helper, numpy_helper
+
+        k, n = b.shape
+        node = helper.make_node("MatMulInteger", ["A", "B"], ["Y"])
+        g = helper.make_graph([node], "mmi", [helper.make_tensor_value_info("A", TensorProto.UINT8, [None, k])],
+                              [helper.make_tensor_value_info("Y", TensorProto.INT32, [None, n])],
+                              initializer=[numpy_helper.from_array(b, "B")])
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+    return graph
+
+
+def _dynamic_quantize_matmul(b, w_scale):
+    def graph(onnx):
+        from onnx import TensorProto, helper, numpy_helper
+
+        k, n = b.shape
+        node = helper.make_node("DynamicQuantizeMatMul", ["A", "B", "S", "Z"], ["Y"], domain="com.microsoft")
+        inits = [numpy_helper.from_array(b, "B"), numpy_helper.from_array(w_scale, "S"),
+                 numpy_helper.from_array(np.zeros(n, np.int8), "Z")]
+        g = helper.make_graph([node], "dqmm", [helper.make_tensor_value_info("A", TensorProto.FLOAT, [None, k])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, n])], initializer=inits)
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+
+    return graph
+
+
+@pytest.mark.parametrize("impl", ["qk", "qk-unpacked", "numpy", "onnxruntime", "torch"])
+def test_int8_matmul(measure, benchmark, case, impl):
+    (m, k, n), a, b, _, _ = case
+    benchmark.group = f"int8_matmul {m}x{k}x{n}"
+    ops = 2 * m * k * n
+    if impl == "qk":
+        w = qk.pack_int8_weight(b)
+        out = np.empty((m, n), np.int32)
+        measure(impl, lambda: qk.int8_matmul(a, w, out=out), ops=ops)
+    elif impl == "qk-unpacked":
+        measure(impl, qk.int8_matmul, a, b, ops=ops)
+    elif impl == "numpy":
+        af, bf = a.astype(np.float32), b.astype(np.float32)
+        measure(impl, np.matmul, af, bf, ops=ops)
+    elif impl == "onnxruntime":
+        sess = _ort_session(_matmul_integer(b))
+        measure(impl, lambda: sess.run(None, {"A": a}), ops=ops)
+    else:
+        torch = pytest.importorskip("torch")
+        at, bt = torch.from_numpy(a.astype(np.int8)), torch.from_numpy(b)
+        try:
+            torch._int_mm(at, bt)
+        except RuntimeError as e:
+            pytest.skip(f"torch._int_mm does not take this shape: {e}")
+        measure(impl, torch._int_mm, at, bt, ops=ops)
+
+
+@pytest.mark.parametrize("impl", ["qk", "numpy"])
+def test_quantized_linear(measure, benchmark, case, impl):
+    (m, k, n), a, b, x, w_scale = case
+    benchmark.group = f"quantized_linear {m}x{k}x{n}"
+    ops = 2 * m * k * n
+    bias = np.zeros(n, np.float32)
+    if impl == "qk":
+        w = qk.pack_int8_weight(b)
+        out = np.empty((m, n), np.float32)
+        measure(impl, lambda: qk.quantized_linear(a, w, x_scale=0.02, x_zero_point=128, w_scale=w_scale, bias=bias,
+                                                  relu=True, out=out), ops=ops)
+    else:
+        bf = b.astype(np.float32) * w_scale
+        measure(impl, lambda: np.maximum(x @ bf + bias, 0), ops=ops)
+
+
+@pytest.mark.parametrize("impl", ["qk", "numpy", "onnxruntime", "torch"])
+def test_dynamic_linear(measure, benchmark, case, impl):
+    (m, k, n), _, b, x, w_scale = case
+    benchmark.group = f"dynamic_linear {m}x{k}x{n}"
+    ops = 2 * m * k * n
+    if impl == "qk":
+        w = qk.pack_int8_weight(b)
+        measure(impl, qk.dynamic_linear, x, w, w_scale, ops=ops)
+    elif impl == "numpy":
+        bf = b.astype(np.float32) * w_scale
+        measure(impl, np.matmul, x, bf, ops=ops)
+    elif impl == "onnxruntime":
+        sess = _ort_session(_dynamic_quantize_matmul(b, w_scale))
+        measure(impl, lambda: sess.run(None, {"A": x}), ops=ops)
+    else:
+        torch = pytest.importorskip("torch")
+        linear = torch.nn.Linear(k, n, bias=False)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy((b.astype(np.float32) * w_scale).T))
+        qlinear = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(linear), {torch.nn.Linear},
+                                                         dtype=torch.qint8)
+        xt = torch.from_numpy(x)
+        with torch.no_grad():
+            measure(impl, qlinear, xt, ops=ops)
