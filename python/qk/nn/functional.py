@@ -184,15 +184,24 @@ def max_pool2d(x: Tensor, kernel_size=2, stride=None) -> Tensor:
     stride = kernel if stride is None else _pair(stride, "stride")
     if x.shape[2] < kernel[0] or x.shape[3] < kernel[1]:
         raise ValueError(f"input: spatial size {x.shape[2:]} is smaller than the kernel {kernel}")
-    win = _windows(x.data, kernel, stride)
-    n, c, oh, ow, kh, kw = win.shape
-    flat = win.reshape(n, c, oh, ow, kh * kw)
-    arg = flat.argmax(axis=-1)
-    out = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+    kh, kw = kernel
+    sh, sw = stride
+    oh, ow = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
+    # One strided view per kernel tap: the max is a running np.maximum over
+    # kh*kw views (no copy of the windows), and the winning tap is recorded
+    # only when a gradient will be needed.
+    taps = [x.data[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
+            for i in range(kh) for j in range(kw)]
+    out = taps[0].copy()
+    record = is_grad_enabled() and x.requires_grad
+    arg = np.zeros(out.shape, np.intp) if record else None
+    for t, tap in enumerate(taps[1:], start=1):
+        if record:
+            arg[tap > out] = t  # strict ">": the first maximal tap wins, as argmax
+        np.maximum(out, tap, out=out)
 
     def backward(g):
         gx = np.zeros_like(x.data)
-        sh, sw = stride
         for i in range(kh):
             for j in range(kw):
                 gx[:, :, i: i + sh * oh: sh, j: j + sw * ow: sw] += g * (arg == i * kw + j)
