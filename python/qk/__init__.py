@@ -16,7 +16,7 @@ from ._runtime import (
 
 # Python layers over the kernels (import after the kernel API they use).
 from . import quant  # noqa: E402
-from . import nn, ptq  # noqa: E402
+from . import nn, ptq, qat  # noqa: E402
 
 __version__ = _qk.__version__
 
@@ -38,6 +38,7 @@ __all__ = [
     "nn",
     "pack_int8_weight",
     "ptq",
+    "qat",
     "quant",
     "quantize",
     "quantized_linear",

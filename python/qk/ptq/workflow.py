@@ -67,7 +67,8 @@ def _check_options(rounding, bias_correction, group_size):
         raise ValueError("group_size: GPTQ rounding works with per-channel scales; use group_size=None")
 
 
-def _check_supported(model: Module, unsupported: str) -> None:
+def check_supported(model: Module, unsupported: str) -> None:
+    """Warns about (or rejects) layers with weights that stay in float32."""
     if unsupported not in ("warn", "error", "ignore"):
         raise ValueError(f"unsupported: expected 'warn', 'error' or 'ignore', got {unsupported!r}")
     for name, m in model.named_modules():
@@ -105,7 +106,7 @@ def prepare(model: Module, qconfig: QConfig = INT8_STATIC, *, layers: dict | Non
     layers = dict(layers or {})
     prepared = copy.deepcopy(model).eval()
     fold_batchnorm(prepared)
-    _check_supported(prepared, unsupported)
+    check_supported(prepared, unsupported)
     found = dict(quantizable_layers(prepared))
     unknown = sorted(set(layers) - set(found))
     if unknown:
@@ -145,13 +146,20 @@ def calibrate(prepared: Module, data, *, batch_size: int = 256, progress: bool =
     observed = _observed(prepared)
     if not observed:
         raise ValueError("prepared: no observed layers; call qk.ptq.prepare(model, qconfig) first")
+    feed(prepared, data, batch_size, progress)
+    return prepared
+
+
+def feed(model: Module, data, batch_size: int, progress: bool) -> int:
+    """Runs calibration `data` through `model` without gradients (shared by PTQ
+    and QAT calibration); returns the number of samples, raising if there were none."""
     seen = 0
     with no_grad():
         for batch in _batches(data, batch_size):
             batch = np.asarray(batch, dtype=np.float32)
             if len(batch) == 0:
                 continue
-            prepared(Tensor(batch))
+            model(Tensor(batch))
             seen += len(batch)
             if progress:
                 print(f"\rcalibrating: {seen} samples", end="", file=sys.stderr)
@@ -159,15 +167,15 @@ def calibrate(prepared: Module, data, *, batch_size: int = 256, progress: bool =
         print(file=sys.stderr)
     if seen == 0:
         raise ValueError("data: calibration got no samples")
-    return prepared
+    return seen
 
 
 def _observed(model: Module) -> list[tuple[str, ObservedLayer]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, ObservedLayer)]
 
 
-def _weight_qparams(w: np.ndarray, cfg: QConfig, group_size: int | None):
-    """Symmetric scales for w (N, K): (N,) per channel / per tensor, or (N, groups) per group."""
+def check_weight_scheme(cfg: QConfig) -> None:
+    """The integer kernels take signed symmetric weights, per tensor or per output channel (axis 0)."""
     scheme: QScheme = cfg.weight
     if not (scheme.symmetric and scheme.signed):
         raise ValueError("qconfig.weight: the integer kernels need signed symmetric weights "
@@ -175,6 +183,12 @@ def _weight_qparams(w: np.ndarray, cfg: QConfig, group_size: int | None):
     if scheme.axis not in (None, 0):
         raise ValueError(f"qconfig.weight: per-channel weights are quantized along axis 0 (output channels), "
                          f"got axis={scheme.axis}")
+
+
+def weight_qparams(w: np.ndarray, cfg: QConfig, group_size: int | None = None):
+    """Symmetric scales for w (N, K): (N,) per channel / per tensor, or (N, groups) per group."""
+    check_weight_scheme(cfg)
+    scheme: QScheme = cfg.weight
     n = w.shape[0]
     if group_size is not None:
         groups = -(-w.shape[1] // group_size)
@@ -222,7 +236,7 @@ def _make_core(name: str, obs: ObservedLayer, options: dict):
     if (options["rounding"] == "gptq" or options["bias_correction"]) and (obs.stats is None or obs.stats.count == 0):
         raise NotCalibratedError(f"layer {name!r}: GPTQ rounding and bias correction need calibration data; "
                                  "run qk.ptq.calibrate(prepared, data) before convert")
-    scale = _weight_qparams(w, cfg, group_size)
+    scale = weight_qparams(w, cfg, group_size)
     q = _quantize_weight(w, scale, cfg, options["rounding"], obs.stats, group_size)
     if options["bias_correction"]:
         bias = corrected_bias(bias, w, _dequantized(q, scale, group_size), obs.stats.mean)
@@ -232,8 +246,7 @@ def _make_core(name: str, obs: ObservedLayer, options: dict):
             raise NotCalibratedError(f"layer {name!r}: no calibration data observed; "
                                      "run qk.ptq.calibrate(prepared, data) before convert")
         x_scale, x_zp = obs.observer.qparams()
-        act = cfg.activation
-        return StaticInt8Core(q, scale, bias, x_scale, x_zp, relu, bits, (act.qmin, act.qmax))
+        return static_int8_core(w, scale, bias, x_scale, x_zp, relu, cfg, weight_q=q)
     if cfg.mode == "dynamic":
         return DynamicInt8Core(q, scale, bias, relu, bits)
     return WeightOnlyCore(q, scale, bias, relu, bits, group_size)
@@ -251,12 +264,30 @@ def convert(prepared: Module) -> Module:
     model = copy.deepcopy(prepared)
     for name, obs in _observed(model):
         core = _make_core(name, obs, options)
-        layer = QuantizedLayer(core, obs.layer.weight.shape[0], obs.geometry)
-        if name == "":
-            return layer
-        model.set_submodule(name, layer)
-        if obs.relu_name is not None:
-            model.set_submodule(obs.relu_name, Identity())
+        model = install_quantized(model, name, core, obs.layer.weight.shape[0], obs.geometry, obs.relu_name)
+    return model
+
+
+def static_int8_core(w: np.ndarray, w_scale: np.ndarray, bias, x_scale, x_zero_point, relu: bool, cfg: QConfig,
+                     weight_q: np.ndarray | None = None) -> StaticInt8Core:
+    """The static int8 core of float weights `w` (N, K) under `cfg` (shared by PTQ and QAT):
+    weights rounded to nearest on the grid of `w_scale` (N,) unless `weight_q` is given."""
+    if weight_q is None:
+        weight_q = cfg.weight.with_axis(0).quantize(np.ascontiguousarray(w, np.float32), w_scale, 0)
+    act = cfg.activation
+    return StaticInt8Core(weight_q, w_scale, bias, x_scale, x_zero_point, relu, cfg.weight.bits,
+                          (act.qmin, act.qmax))
+
+
+def install_quantized(model: Module, name: str, core, out_features: int, geometry, relu_name: str | None) -> Module:
+    """Puts a QuantizedLayer running `core` at `name` and fuses the ReLU after it
+    (replaced by Identity); returns the model (the layer itself when name is "")."""
+    layer = QuantizedLayer(core, out_features, geometry)
+    if name == "":
+        return layer
+    model.set_submodule(name, layer)
+    if relu_name is not None:
+        model.set_submodule(relu_name, Identity())
     return model
 
 
