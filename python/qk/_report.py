@@ -22,18 +22,19 @@ def timed(fn, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
-def latencies(models, x: np.ndarray, repeats: int = 20) -> list[float]:
+def latencies(models, x: np.ndarray, repeats: int = 20, blas_threads: int | None = None) -> list[float]:
     """Median seconds of one forward pass on batch `x` for each model.
 
     The models take turns within each round, so on a shared, noisy machine
-    they all see the same load and their ratios stay meaningful."""
+    they all see the same load and their ratios stay meaningful.
+    `blas_threads` limits NumPy's BLAS threads meanwhile (see qk.nn.blas_threads)."""
     from . import nn
 
     if repeats < 1:
         raise ValueError(f"repeats: expected a positive int, got {repeats!r}")
     inputs = nn.Tensor(x)
     times = [[] for _ in models]
-    with nn.no_grad():
+    with nn.no_grad(), nn.blas_threads(blas_threads):
         for model in models:  # warm-up: first call allocates, packs, fills caches
             model(inputs)
         for _ in range(repeats):

@@ -48,7 +48,7 @@ class Settings:
     lsq: bool = False
     batch_size: int = 64
     latency_batch: int = 256
-    latency_repeats: int = 20
+    latency_repeats: int = 30
 
     @classmethod
     def quick(cls, **overrides) -> "Settings":
@@ -196,7 +196,9 @@ def run(settings: Settings = Settings(), cache_dir=None, log=None) -> list[Row]:
                 log(f"{name} INT{bits}: PTQ {row.ptq_accuracy:.2%} ({row.ptq_seconds:.2f} s){qat_part}")
             measured.append((row, ptq_model))
         x = data.test[0][: settings.latency_batch]
-        times = latencies([model] + [m for _, m in measured], x, settings.latency_repeats)
+        # One BLAS thread, as in training: these matrices are too small for more, and a
+        # multi-threaded BLAS on a busy 2-core machine mostly waits for its other thread.
+        times = latencies([model] + [m for _, m in measured], x, settings.latency_repeats, blas_threads=1)
         rows.append(Row(name, None, fp32_acc, model_size(model), times[0], times[0]))
         for (row, _), t in zip(measured, times[1:]):
             row.latency, row.fp32_latency = t, times[0]
@@ -302,7 +304,8 @@ def main(settings: Settings, out_dir, cache_dir=None) -> int:
     def log(line):
         print(line, file=sys.stderr, flush=True)
 
-    title = header(f"digits test set, seed {settings.seed}, latency at batch {settings.latency_batch}")
+    title = header(f"digits test set, seed {settings.seed}; latency: median of {settings.latency_repeats}, "
+                   f"batch {settings.latency_batch}, 1 BLAS thread")
     print(title + "\n", flush=True)
     rows, seconds = timed(run, settings, cache_dir, log)
     table = format_table(rows)
