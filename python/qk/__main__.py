@@ -55,6 +55,7 @@ def _add_demo_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--bits", type=_int_list, metavar="LIST", help="weight widths, e.g. 8,4,3,2 (2 to 8)")
     p.add_argument("--models", type=_name_list, metavar="LIST", help="mlp,cnn (default) or one of them")
     p.add_argument("--qat-epochs", type=int, metavar="N", help="QAT epochs per width (default 10; --quick: 2)")
+    p.add_argument("--lsq", action="store_true", help="QAT learns the quantizer scales (LSQ)")
     p.add_argument("--cache-dir", metavar="DIR",
                    help="where trained FP32 models are cached (default: $QK_CACHE_DIR or ~/.cache/qk)")
     p.add_argument("--no-cache", action="store_true", help="always train the FP32 models, cache nothing")
@@ -66,6 +67,7 @@ def _demo(args, parser: argparse.ArgumentParser) -> int:
 
     overrides = {k: v for k, v in (("bits", args.bits), ("models", args.models), ("qat_epochs", args.qat_epochs))
                  if v is not None}
+    overrides["lsq"] = args.lsq
     if args.no_cache and args.cache_dir is not None:
         parser.error("--no-cache, --cache-dir: give one or the other")
     try:

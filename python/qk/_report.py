@@ -22,26 +22,33 @@ def timed(fn, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
-def latencies(models, x: np.ndarray, repeats: int = 20, blas_threads: int | None = None) -> list[float]:
+def latencies(models, x: np.ndarray, repeats: int = 20, threads: int | None = None) -> list[float]:
     """Median seconds of one forward pass on batch `x` for each model.
 
     The models take turns within each round, so on a shared, noisy machine
-    they all see the same load and their ratios stay meaningful.
-    `blas_threads` limits NumPy's BLAS threads meanwhile (see qk.nn.blas_threads)."""
+    they all see the same load and their ratios stay meaningful. `threads`
+    limits both qk's kernels and NumPy's BLAS meanwhile (None: as configured)."""
+    import qk
     from . import nn
 
     if repeats < 1:
         raise ValueError(f"repeats: expected a positive int, got {repeats!r}")
     inputs = nn.Tensor(x)
     times = [[] for _ in models]
-    with nn.no_grad(), nn.blas_threads(blas_threads):
-        for model in models:  # warm-up: first call allocates, packs, fills caches
-            model(inputs)
-        for _ in range(repeats):
-            for model, ts in zip(models, times):
-                start = time.perf_counter()
+    previous = qk.get_num_threads()
+    if threads is not None:
+        qk.set_num_threads(threads)
+    try:
+        with nn.no_grad(), nn.blas_threads(threads):
+            for model in models:  # warm-up: first call allocates, packs, fills caches
                 model(inputs)
-                ts.append(time.perf_counter() - start)
+            for _ in range(repeats):
+                for model, ts in zip(models, times):
+                    start = time.perf_counter()
+                    model(inputs)
+                    ts.append(time.perf_counter() - start)
+    finally:
+        qk.set_num_threads(previous)
     return [float(np.median(ts)) for ts in times]
 
 

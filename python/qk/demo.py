@@ -7,14 +7,15 @@ per-channel; uint8 affine activations, static):
 
 - PTQ: `qk.ptq.prepare` -> `calibrate` (the 200-image calibration split) ->
   `convert`, timed end to end;
-- QAT: `qk.qat.from_ptq` (the calibrated PTQ model is the starting point) ->
-  `qk.nn.fit` for a few epochs, observers frozen after the first ones ->
-  `qk.qat.convert`, timed including the calibration it starts from.
+- QAT: the recipe of the `qk.qat` docstring: `qk.qat.from_ptq` (the
+  calibrated PTQ model is the starting point) -> `qk.nn.fit` (Adam 1e-3,
+  cosine decay, 10 epochs, observers frozen halfway) -> `qk.qat.convert`,
+  timed including the calibration it starts from.
 
 One table (accuracy and drop of each, time to quantize, model size,
-latency and speedup vs FP32, measured side by side), written as Markdown and
-plotted (accuracy vs bits, PTQ vs QAT, one panel per model) when matplotlib
-is installed. PTQ and QAT convert to the same integer layers, so size and
+latency and speedup vs FP32, measured side by side on one thread), written
+as Markdown and plotted (accuracy vs bits, PTQ vs QAT, one panel per model)
+when matplotlib is installed. PTQ and QAT convert to the same integer layers, so size and
 latency are those of the converted model and do not depend on the method.
 """
 
@@ -44,7 +45,6 @@ class Settings:
     fp32_epochs: int | None = None  # None: the reference recipe (qk.nn.models.REFERENCE)
     qat_epochs: int = 10
     qat_lr: float = 1e-3
-    freeze_after_epochs: int = 2  # observers follow the weights this long, then ranges stay fixed
     lsq: bool = False
     batch_size: int = 64
     latency_batch: int = 256
@@ -53,14 +53,13 @@ class Settings:
     @classmethod
     def quick(cls, **overrides) -> "Settings":
         """Fewer epochs, widths and latency repeats: the whole run in seconds."""
-        return cls(**{**dict(bits=(8, 4, 2), fp32_epochs=10, qat_epochs=2, freeze_after_epochs=1,
-                             latency_repeats=3), **overrides})
+        return cls(**{**dict(bits=(8, 4, 2), fp32_epochs=10, qat_epochs=2, latency_repeats=3), **overrides})
 
     def __post_init__(self):
         object.__setattr__(self, "models", check_models(self.models))
         object.__setattr__(self, "bits", check_bits(self.bits))
-        for name in ("seed", "qat_epochs", "freeze_after_epochs", "batch_size", "latency_batch", "latency_repeats"):
-            _check_int(getattr(self, name), name, minimum=0 if name in ("seed", "freeze_after_epochs") else 1)
+        for name in ("seed", "qat_epochs", "batch_size", "latency_batch", "latency_repeats"):
+            _check_int(getattr(self, name), name, minimum=0 if name == "seed" else 1)
         if self.fp32_epochs is not None:
             _check_int(self.fp32_epochs, "fp32_epochs", minimum=1)
         if not (isinstance(self.qat_lr, (int, float)) and 0 < self.qat_lr < 1):
@@ -157,15 +156,14 @@ def _qat():
 
 
 def quantization_aware(prepared, data, settings: Settings):
-    """QAT from a calibrated PTQ model: the converted integer model."""
+    """QAT from a calibrated PTQ model (qk.qat's recommended recipe): the converted integer model."""
     qat = _qat()
     model = qat.from_ptq(prepared, lsq=settings.lsq)
-    steps_per_epoch = -(-len(data.train[0]) // settings.batch_size)
+    steps = settings.qat_epochs * -(-len(data.train[0]) // settings.batch_size)  # observers freeze halfway
     optimizer = nn.Adam(model.parameters(), lr=settings.qat_lr)
-    scheduler = nn.CosineLR(optimizer, settings.qat_epochs * steps_per_epoch)
     nn.fit(model, nn.functional.cross_entropy, optimizer, data.train, settings.qat_epochs,
-           batch_size=settings.batch_size, seed=settings.seed, scheduler=scheduler, progress=False,
-           after_step=qat.freeze_observers_after(settings.freeze_after_epochs * steps_per_epoch), blas_threads=1)
+           batch_size=settings.batch_size, seed=settings.seed, scheduler=nn.CosineLR(optimizer, steps),
+           progress=False, after_step=qat.freeze_observers_after(steps // 2), blas_threads=1)
     return qat.convert(model)
 
 
@@ -196,9 +194,9 @@ def run(settings: Settings = Settings(), cache_dir=None, log=None) -> list[Row]:
                 log(f"{name} INT{bits}: PTQ {row.ptq_accuracy:.2%} ({row.ptq_seconds:.2f} s){qat_part}")
             measured.append((row, ptq_model))
         x = data.test[0][: settings.latency_batch]
-        # One BLAS thread, as in training: these matrices are too small for more, and a
-        # multi-threaded BLAS on a busy 2-core machine mostly waits for its other thread.
-        times = latencies([model] + [m for _, m in measured], x, settings.latency_repeats, blas_threads=1)
+        # One thread for qk and for BLAS: these matrices are too small to gain from two, and on a
+        # busy machine a second thread mostly waits for a core (qk's INT8 MLP: 0.5 ms -> 15 ms here).
+        times = latencies([model] + [m for _, m in measured], x, settings.latency_repeats, threads=1)
         rows.append(Row(name, None, fp32_acc, model_size(model), times[0], times[0]))
         for (row, _), t in zip(measured, times[1:]):
             row.latency, row.fp32_latency = t, times[0]
@@ -304,8 +302,8 @@ def main(settings: Settings, out_dir, cache_dir=None) -> int:
     def log(line):
         print(line, file=sys.stderr, flush=True)
 
-    title = header(f"digits test set, seed {settings.seed}; latency: median of {settings.latency_repeats}, "
-                   f"batch {settings.latency_batch}, 1 BLAS thread")
+    title = header(f"digits test set, seed {settings.seed}; latency: median of {settings.latency_repeats} "
+                   f"runs at batch {settings.latency_batch} on 1 thread (qk and BLAS)")
     print(title + "\n", flush=True)
     rows, seconds = timed(run, settings, cache_dir, log)
     table = format_table(rows)
