@@ -4,7 +4,7 @@ one table of accuracy, size, latency and time to quantize per method."""
 from __future__ import annotations
 
 from .. import nn
-from .._report import header, latency, markdown_table, timed
+from .._report import header, latencies, markdown_table, timed
 from ..quant import FP16, INT8_STATIC, QConfig, QScheme, UINT8_ACTIVATION
 from .analysis import auto_mixed_precision, model_size
 from .workflow import calibrate, convert, prepare, quantize_dynamic, quantize_weight_only
@@ -31,7 +31,7 @@ def methods(calib, eval_fn):
     ]
 
 
-COLUMNS = ["model", "method", "accuracy", "drop (pt)", "size (KiB)", "latency, batch 256", "speedup vs FP32",
+COLUMNS = ["model", "method", "accuracy", "drop (pt)", "size (KiB)", "latency", "speedup vs FP32",
            "time to quantize"]
 
 
@@ -40,18 +40,19 @@ def run(batch: int = 256) -> str:
     for name in ("mlp", "cnn"):
         model, fp32_acc = nn.models.train_reference(name, seed=0)
         data = nn.load_digits(images=name == "cnn")
-        x = data.test[0][:batch]
-        fp32_latency = latency(model, x)
-        rows.append([name, "FP32", f"{fp32_acc:.2%}", "", f"{model_size(model) / 1024:.1f}",
-                     f"{fp32_latency * 1e3:.2f} ms", "1.00x", ""])
 
         def eval_fn(m, data=data):
             return nn.evaluate(m, data.test)
 
+        results = []
         for label, make in methods(data.calibration, eval_fn):
             qmodel, seconds = timed(make, model)
-            acc = eval_fn(qmodel)
-            lat = latency(qmodel, x)
+            results.append((label, qmodel, eval_fn(qmodel), seconds))
+        # Side by side on one thread, as in `python -m qk demo` (see qk._report.latencies).
+        fp32_latency, *lats = latencies([model] + [r[1] for r in results], data.test[0][:batch], threads=1)
+        rows.append([name, "FP32", f"{fp32_acc:.2%}", "", f"{model_size(model) / 1024:.1f}",
+                     f"{fp32_latency * 1e3:.2f} ms", "1.00x", ""])
+        for (label, qmodel, acc, seconds), lat in zip(results, lats):
             rows.append([name, label, f"{acc:.2%}", f"{100 * (fp32_acc - acc):+.2f}",
                          f"{model_size(qmodel) / 1024:.1f}", f"{lat * 1e3:.2f} ms", f"{fp32_latency / lat:.2f}x",
                          f"{seconds:.2f} s"])
@@ -59,5 +60,5 @@ def run(batch: int = 256) -> str:
 
 
 def main() -> None:
-    print(header("digits test set, seed 0") + "\n")
+    print(header("digits test set, seed 0; latency: median of 20 runs at batch 256 on 1 thread (qk and BLAS)") + "\n")
     print(run())
