@@ -29,6 +29,11 @@ def cnn():
     return nn.models.train_reference("cnn", seed=0, epochs=3)[0], nn.load_digits(images=True)
 
 
+@pytest.fixture(scope="module")
+def reference_cnn():
+    return nn.models.train_reference("cnn", seed=0)
+
+
 def short_fit(model, data, steps=6, lr=1e-3, seed=0, after_step=None, batch_size=32):
     x, y = data.train
     opt = nn.Adam(model.parameters(), lr=lr)
@@ -301,6 +306,47 @@ def test_cnn_convert_within_one_quantum(cnn, lsq):
     qm = qat.convert(q)
     assert isinstance(qm[0], ptq.QuantizedLayer) and qm[0].core.relu and isinstance(qm[2], nn.Identity)
     _within_one_quantum(q, qm, data.test[0][:200])
+
+
+def recipe(model, data, bits, lsq=False, epochs=10, seed=0):
+    """The recipe of the qk.qat docstring."""
+    prepared = ptq.prepare(model, weight_cfg(bits))
+    ptq.calibrate(prepared, data.calibration, progress=False)
+    q = qat.from_ptq(prepared, lsq=lsq)
+    steps = epochs * -(-len(data.train[0]) // 64)
+    opt = nn.Adam(q.parameters(), lr=1e-3)
+    nn.fit(q, nn.cross_entropy, opt, data.train, epochs, batch_size=64, seed=seed, scheduler=nn.CosineLR(opt, steps),
+           progress=False, blas_threads=1, after_step=qat.freeze_observers_after(steps // 2))
+    return nn.evaluate(qat.convert(q), data.test), nn.evaluate(ptq.convert(prepared), data.test)
+
+
+def test_int4_recipe_within_a_point_of_fp32(mlp):
+    model, data = mlp
+    qat_acc, ptq_acc = recipe(model, data, 4)
+    assert qat_acc >= nn.evaluate(model, data.test) - 0.01
+    qat_acc, ptq_acc = recipe(model, data, 2, epochs=5)
+    assert qat_acc > ptq_acc + 0.01  # 2 bits: PTQ loses points, QAT wins them back
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("lsq", [False, True])
+def test_cnn_recipe_within_a_point_of_fp32(reference_cnn, bits, lsq):
+    model, fp32 = reference_cnn
+    qat_acc, _ = recipe(model, nn.load_digits(images=True), bits, lsq=lsq)
+    assert qat_acc >= fp32 - (0.01 if bits >= 3 else 0.02)
+
+
+def test_state_dict_round_trip_and_saving_the_converted_model(cnn, tmp_path):
+    model, data = cnn
+    a = qat.calibrate(qat.prepare(model, weight_cfg(4), lsq=True), data.calibration)
+    short_fit(qat.freeze_observers(a), data, steps=2)
+    b = qat.freeze_observers(qat.calibrate(qat.prepare(model, weight_cfg(4), lsq=True), data.calibration[0][:10]))
+    b.load_state_dict(a.state_dict())
+    x = data.test[0][:50]
+    np.testing.assert_array_equal(nn.predict(a, x), nn.predict(b, x))
+    ptq.save(qat.convert(a), tmp_path / "q.npz")
+    np.testing.assert_array_equal(nn.predict(ptq.load(tmp_path / "q.npz"), x), nn.predict(qat.convert(a), x))
 
 
 def test_training_is_deterministic(cnn):

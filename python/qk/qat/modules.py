@@ -87,7 +87,7 @@ class FakeQuantize(Module):
         for name, value in (("scale", scale), ("zero_point", zero_point)):
             current = getattr(self, name)
             if isinstance(current, Parameter):
-                current.data = value.astype(np.float32).reshape(value.shape)
+                current.data = value.astype(np.float32)
             elif current.shape == value.shape:
                 current[...] = value
             else:

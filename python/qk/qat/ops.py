@@ -66,8 +66,8 @@ def fake_quantize(x: Tensor, scale, zero_point, qmin: int, qmax: int, axis: int 
     ``lo = (qmin - zp) * scale`` and ``hi = (qmax - zp) * scale``."""
     x = _check_tensor(x, "x")
     qmin, qmax = _check_grid(qmin, qmax)
-    if axis is not None:
-        axis = normalize_axis(axis, x.ndim) if x.ndim else require_int(axis, "axis")
+    if axis is not None and x.ndim:  # (the kernel rejects an axis on a 0-d input)
+        axis = normalize_axis(axis, x.ndim)
     scale = np.asarray(scale.data if isinstance(scale, Tensor) else scale, dtype=np.float32)
     zero_point = np.asarray(zero_point)
     out = _run_kernel(x.data, scale, zero_point, axis, qmin, qmax)  # validates scale and zero_point

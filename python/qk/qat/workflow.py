@@ -101,8 +101,7 @@ def from_ptq(prepared: Module, *, lsq: bool = False) -> Module:
             fq.freeze()
             layer.weight_fq.freeze()
         qat = _swap(qat, name, layer)
-    for attr in ("_qk_ptq_options",):
-        qat.__dict__.pop(attr, None)
+    qat.__dict__.pop("_qk_ptq_options", None)  # PTQ's convert options do not apply
     return qat
 
 
