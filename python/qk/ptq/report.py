@@ -3,26 +3,11 @@ one table of accuracy, size, latency and time to quantize per method."""
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
-
 from .. import nn
+from .._report import header, latencies, markdown_table, timed
 from ..quant import FP16, INT8_STATIC, QConfig, QScheme, UINT8_ACTIVATION
 from .analysis import auto_mixed_precision, model_size
 from .workflow import calibrate, convert, prepare, quantize_dynamic, quantize_weight_only
-
-
-def _latency(model, x, repeats: int = 20) -> float:
-    """Median seconds for one forward pass on batch `x`."""
-    times = []
-    with nn.no_grad():
-        model(nn.Tensor(x))
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(nn.Tensor(x))
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def _static(model, calib, qconfig=INT8_STATIC, **options):
@@ -46,34 +31,34 @@ def methods(calib, eval_fn):
     ]
 
 
+COLUMNS = ["model", "method", "accuracy", "drop (pt)", "size (KiB)", "latency", "speedup vs FP32",
+           "time to quantize"]
+
+
 def run(batch: int = 256) -> str:
-    lines = ["| model | method | accuracy | drop (pt) | size (KiB) | latency, batch 256 | speedup vs FP32 | time to quantize |",
-             "|---|---|---|---|---|---|---|---|"]
+    rows = []
     for name in ("mlp", "cnn"):
         model, fp32_acc = nn.models.train_reference(name, seed=0)
         data = nn.load_digits(images=name == "cnn")
-        x = data.test[0][:batch]
-        fp32_latency = _latency(model, x)
-        lines.append(f"| {name} | FP32 | {fp32_acc:.2%} | | {model_size(model) / 1024:.1f} | "
-                     f"{fp32_latency * 1e3:.2f} ms | 1.00x | |")
 
         def eval_fn(m, data=data):
             return nn.evaluate(m, data.test)
 
+        results = []
         for label, make in methods(data.calibration, eval_fn):
-            start = time.perf_counter()
-            qmodel = make(model)
-            seconds = time.perf_counter() - start
-            acc = eval_fn(qmodel)
-            lat = _latency(qmodel, x)
-            lines.append(f"| {name} | {label} | {acc:.2%} | {100 * (fp32_acc - acc):+.2f} | "
-                         f"{model_size(qmodel) / 1024:.1f} | {lat * 1e3:.2f} ms | {fp32_latency / lat:.2f}x | "
-                         f"{seconds:.2f} s |")
-    return "\n".join(lines)
+            qmodel, seconds = timed(make, model)
+            results.append((label, qmodel, eval_fn(qmodel), seconds))
+        # Side by side on one thread, as in `python -m qk demo` (see qk._report.latencies).
+        fp32_latency, *lats = latencies([model] + [r[1] for r in results], data.test[0][:batch], threads=1)
+        rows.append([name, "FP32", f"{fp32_acc:.2%}", "", f"{model_size(model) / 1024:.1f}",
+                     f"{fp32_latency * 1e3:.2f} ms", "1.00x", ""])
+        for (label, qmodel, acc, seconds), lat in zip(results, lats):
+            rows.append([name, label, f"{acc:.2%}", f"{100 * (fp32_acc - acc):+.2f}",
+                         f"{model_size(qmodel) / 1024:.1f}", f"{lat * 1e3:.2f} ms", f"{fp32_latency / lat:.2f}x",
+                         f"{seconds:.2f} s"])
+    return markdown_table(COLUMNS, rows)
 
 
 def main() -> None:
-    import qk
-
-    print(f"qk {qk.__version__}, ISA {qk.get_isa()}, {qk.get_num_threads()} threads; digits test set, seed 0\n")
+    print(header("digits test set, seed 0; latency: median of 20 runs at batch 256 on 1 thread (qk and BLAS)") + "\n")
     print(run())
