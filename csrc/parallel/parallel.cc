@@ -1,14 +1,20 @@
 #include "parallel/parallel.h"
 
-#include <omp.h>
+#include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <deque>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace qk {
 namespace {
@@ -32,6 +38,123 @@ std::atomic<int>& threads_storage() {
   return threads;
 }
 
+// One parallel_for call. Chunks are claimed from `next` by the caller and by
+// any pool worker that comes by; the caller waits only for chunks someone
+// claimed. A worker that is not scheduled in time (a busy machine) therefore
+// never delays the call: the caller runs the chunk itself. Held by shared_ptr
+// because a late worker may still look at it after the caller has returned
+// (it then finds nothing to claim and never touches `fn`).
+struct Job {
+  const std::function<void(size_t, size_t)>* fn;
+  size_t n, chunks, align;
+  std::atomic<size_t> next{0}, done{0};
+  std::mutex mutex;
+  std::condition_variable finished;
+  std::exception_ptr error;  // the first one thrown; guarded by mutex
+
+  size_t bound(size_t k) const {
+    if (k == chunks) return n;
+    size_t b = n / chunks * k + n % chunks * k / chunks;
+    return b - b % align;
+  }
+
+  // Runs chunks until none is left to claim.
+  void work() {
+    for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
+      const size_t begin = bound(i), end = bound(i + 1);
+      try {
+        if (begin < end) (*fn)(begin, end);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!error) error = std::current_exception();
+      }
+      if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks) {
+        std::lock_guard<std::mutex> lock(mutex);  // pairs with the waiter's predicate check
+        finished.notify_all();
+      }
+    }
+  }
+
+  void wait() {
+    std::unique_lock<std::mutex> lock(mutex);
+    finished.wait(lock, [&] { return done.load(std::memory_order_acquire) == chunks; });
+  }
+};
+
+// Worker threads shared by all callers (several Python threads may call
+// kernels at once: each call is its own Job in the queue). Workers are
+// detached and the pool is never destroyed, so nothing races with
+// interpreter shutdown.
+class Pool {
+ public:
+  void run(const std::shared_ptr<Job>& job) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (; workers_ + 1 < job->chunks; ++workers_) std::thread([this] { serve(); }).detach();
+      jobs_.push_back(job);
+      queued_.store(jobs_.size(), std::memory_order_release);
+    }
+    wake_.notify_all();
+    job->work();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = std::find(jobs_.begin(), jobs_.end(), job);
+      if (it != jobs_.end()) jobs_.erase(it);
+      queued_.store(jobs_.size(), std::memory_order_release);
+    }
+    job->wait();
+  }
+
+ private:
+  void serve() {
+    for (;;) {
+      // Calls come back to back (the layers of a model, a benchmark loop),
+      // and waking a sleeping thread costs tens of microseconds: poll for a
+      // short while before sleeping.
+      const auto deadline = std::chrono::steady_clock::now() + kPoll;
+      while (queued_.load(std::memory_order_acquire) == 0 && std::chrono::steady_clock::now() < deadline)
+        __builtin_ia32_pause();
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return !jobs_.empty(); });
+        job = jobs_.front();
+        // Everything claimed: leave it to its caller and look at the next job.
+        if (job->next.load(std::memory_order_relaxed) >= job->chunks) {
+          jobs_.pop_front();
+          queued_.store(jobs_.size(), std::memory_order_release);
+          continue;
+        }
+      }
+      job->work();
+    }
+  }
+
+  static constexpr std::chrono::microseconds kPoll{100};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::shared_ptr<Job>> jobs_;
+  std::atomic<size_t> queued_{0};  // jobs_.size(), readable without the mutex
+  size_t workers_ = 0;
+};
+
+// A forked child has none of the parent's threads, and the parent's pool
+// mutex may have been held at the fork: the child starts a fresh pool
+// (the old one is leaked on purpose).
+std::atomic<Pool*> pool_instance{nullptr};
+
+void reset_pool_after_fork() { pool_instance.store(new Pool(), std::memory_order_release); }
+
+Pool& pool() {
+  static const bool init = [] {
+    pool_instance.store(new Pool(), std::memory_order_release);
+    pthread_atfork(nullptr, nullptr, reset_pool_after_fork);
+    return true;
+  }();
+  (void)init;
+  return *pool_instance.load(std::memory_order_acquire);
+}
+
 }  // namespace
 
 int num_threads() { return threads_storage().load(std::memory_order_relaxed); }
@@ -49,27 +172,13 @@ void parallel_for(size_t n, size_t grain, size_t align,
     fn(0, n);
     return;
   }
-  // An exception must not escape an OpenMP region: keep the first, rethrow after.
-  std::exception_ptr error;
-  std::mutex error_mutex;
-#pragma omp parallel for num_threads(static_cast<int>(chunks)) schedule(static, 1)
-  for (size_t i = 0; i < chunks; ++i) {
-    auto bound = [&](size_t k) {
-      if (k == chunks) return n;
-      size_t b = n / chunks * k + n % chunks * k / chunks;
-      b -= b % align;
-      return b;
-    };
-    size_t begin = bound(i), end = bound(i + 1);
-    if (begin >= end) continue;
-    try {
-      fn(begin, end);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mutex);
-      if (!error) error = std::current_exception();
-    }
-  }
-  if (error) std::rethrow_exception(error);
+  auto job = std::make_shared<Job>();
+  job->fn = &fn;
+  job->n = n;
+  job->chunks = chunks;
+  job->align = align;
+  pool().run(job);
+  if (job->error) std::rethrow_exception(job->error);
 }
 
 }  // namespace qk

@@ -1,4 +1,5 @@
-// Splitting work across threads (OpenMP underneath).
+// Splitting work across threads: a small pool in which the calling thread
+// takes part, so a busy machine never makes a call wait for a worker.
 #pragma once
 
 #include <cstddef>

@@ -1,0 +1,70 @@
+"""The thread pool under the kernels: results independent of the thread
+count (including more threads than cores), several Python threads at once,
+and a forked child (which has none of its parent's worker threads)."""
+
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+
+import qk
+
+RNG = np.random.default_rng(7)
+X = RNG.standard_normal(3_000_001).astype(np.float32)
+A = RNG.integers(-128, 128, (301, 700)).astype(np.int8)
+B = RNG.integers(-128, 128, (700, 257)).astype(np.int8)
+
+
+def expected():
+    return qk.quantize(X, 0.01, 3, dtype=np.int8), A.astype(np.int32) @ B.astype(np.int32)
+
+
+@pytest.fixture
+def restore_threads():
+    before = qk.get_num_threads()
+    yield
+    qk.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_same_results_for_any_thread_count(threads, restore_threads):
+    qk.set_num_threads(1)
+    q_ref, c_ref = expected()
+    qk.set_num_threads(threads)
+    assert np.array_equal(qk.quantize(X, 0.01, 3, dtype=np.int8), q_ref)
+    assert np.array_equal(qk.int8_matmul(A, B), c_ref)
+
+
+def test_python_threads_sharing_the_pool(restore_threads):
+    qk.set_num_threads(4)
+    q_ref, c_ref = expected()
+    failures = []
+
+    def worker():
+        for _ in range(10):
+            if not np.array_equal(qk.quantize(X, 0.01, 3, dtype=np.int8), q_ref):
+                failures.append("quantize")
+            if not np.array_equal(qk.int8_matmul(A, B), c_ref):
+                failures.append("int8_matmul")
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def _child_check(_):
+    q_ref, c_ref = expected()
+    return bool(np.array_equal(qk.int8_matmul(A, B), c_ref)) and bool(np.array_equal(
+        qk.quantize(X, 0.01, 3, dtype=np.int8), q_ref))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
+def test_forked_children_after_the_pool_started(restore_threads):
+    qk.set_num_threads(2)
+    expected()  # the parent's pool has its workers now
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        assert pool.map(_child_check, range(4), chunksize=1) == [True] * 4
