@@ -22,9 +22,9 @@ import pytest
 import qk
 from _suite import THREADS, sizes
 
-N = sizes(1 << 25, 1 << 16)  # float32 elements per array: 128 MiB, three arrays
+N = sizes(1 << 25, 1 << 23)  # float32 elements per array: 128 MiB (quick: 32 MiB), both far beyond the caches
 BLOCK = 1 << 16  # triad block: its temporary stays in L2, so memory sees 3 streams
-ITERS = sizes(2_000_000, 1000)
+ITERS = sizes(2_000_000, 200_000)
 # int8 multiply-accumulates per instruction, and the instruction, for each GEMM path's probe.
 PROBES = {"scalar": (8, "pmaddwd xmm"), "avx2": (16, "vpmaddwd ymm"), "avx_vnni": (32, "vpdpbusd ymm"),
           "avx512_vnni": (64, "vpdpbusd zmm")}

@@ -11,7 +11,7 @@ import qk
 from _suite import ort_session, sizes
 
 SHAPES = sizes([(1, 4096, 4096), (16, 4096, 4096), (128, 768, 3072), (512, 1024, 1024), (1024, 1024, 1024),
-                (2048, 2048, 2048)], [(1, 256, 256), (64, 256, 512)])
+                (2048, 2048, 2048)], [(1, 1024, 1024), (256, 1024, 1024)])
 
 
 @pytest.fixture(scope="module", params=SHAPES, ids=lambda s: "x".join(map(str, s)))
