@@ -128,7 +128,12 @@ def fmt_time(seconds: float) -> str:
 
 
 def label(row: dict) -> str:
-    return f"{row['impl']} [{kernel_path(row)}]" if row["impl"].startswith("qk") else row["impl"]
+    """qk rows name the path their kernels ran on, and the ISA cap when it is a
+    different one (under an avx512_vnni cap the quant kernels run on avx512)."""
+    if not row["impl"].startswith("qk"):
+        return row["impl"]
+    path, cap = kernel_path(row), row["isa"]
+    return f"{row['impl']} [{path}]" if not cap or cap == path else f"{row['impl']} [{path}, cap {cap}]"
 
 
 def _groups(rows):

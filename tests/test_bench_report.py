@@ -56,7 +56,7 @@ def test_group_tables_ratios_and_ceiling_share(report):
     rows = report.rows_of(synthetic())
     text = report.group_tables(rows, report.ceilings(rows))
     # qk quantize: 10x the NumPy baseline, 5x torch, 20 GB/s = 50% of 40 GB/s.
-    assert "| qk [avx512] | 2.00 ms | 20.0 GB/s | 50% | 10.00x | 5.00x |" in text
+    assert "| qk [avx512, cap avx512_vnni] | 2.00 ms | 20.0 GB/s | 50% | 10.00x | 5.00x |" in text
     # Each GEMM row against its own path's peak: 200/400 and 100/100.
     assert "| qk [avx512_vnni] | 10.00 ms | 200.0 GOP/s | 50% | 4.00x | 1.50x |" in text
     assert "| qk [avx2] | 20.00 ms | 100.0 GOP/s | 100% | 2.00x | 0.75x |" in text
