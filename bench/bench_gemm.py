@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import qk
+from _suite import ort_session, sizes
 
-SHAPES = [(1, 4096, 4096), (16, 4096, 4096), (128, 768, 3072), (512, 1024, 1024), (1024, 1024, 1024),
-          (2048, 2048, 2048)]
-THREADS = 2
+SHAPES = sizes([(1, 4096, 4096), (16, 4096, 4096), (128, 768, 3072), (512, 1024, 1024), (1024, 1024, 1024),
+                (2048, 2048, 2048)], [(1, 1024, 1024), (256, 1024, 1024)])
 
 
 @pytest.fixture(scope="module", params=SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -26,13 +26,8 @@ def case(request):
 
 
 def _ort_session(graph_fn):
-    ort = pytest.importorskip("onnxruntime")
-    onnx = pytest.importorskip("onnx")
-    model = graph_fn(onnx)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = THREADS
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    pytest.importorskip("onnxruntime")
+    return ort_session(graph_fn(pytest.importorskip("onnx")))
 
 
 def _matmul_integer(b):
@@ -45,6 +40,23 @@ def _matmul_integer(b):
                               [helper.make_tensor_value_info("Y", TensorProto.INT32, [None, n])],
                               initializer=[numpy_helper.from_array(b, "B")])
         return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+    return graph
+
+
+def _matmul_integer_to_float(b, w_scale, x_scale, x_zero_point, bias):
+    def graph(onnx):
+        from onnx import TensorProto, helper, numpy_helper
+
+        k, n = b.shape
+        names = ["A", "B", "SA", "SB", "ZA", "ZB", "bias"]
+        node = helper.make_node("MatMulIntegerToFloat", names, ["Y"], domain="com.microsoft")
+        inits = [numpy_helper.from_array(v, name) for name, v in zip(names[1:], [
+            b, np.float32([x_scale]), w_scale, np.uint8([x_zero_point]), np.zeros(n, np.int8), bias])]
+        relu = helper.make_node("Relu", ["Y"], ["R"])
+        g = helper.make_graph([node, relu], "mmitf", [helper.make_tensor_value_info("A", TensorProto.UINT8, [None, k])],
+                              [helper.make_tensor_value_info("R", TensorProto.FLOAT, [None, n])], initializer=inits)
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
 
     return graph
 
@@ -91,7 +103,7 @@ def test_int8_matmul(measure, benchmark, case, impl):
         measure(impl, torch._int_mm, at, bt, ops=ops)
 
 
-@pytest.mark.parametrize("impl", ["qk", "numpy"])
+@pytest.mark.parametrize("impl", ["qk", "numpy", "onnxruntime", "torch"])
 def test_quantized_linear(measure, benchmark, case, impl):
     (m, k, n), a, b, x, w_scale = case
     benchmark.group = f"quantized_linear {m}x{k}x{n}"
@@ -102,9 +114,23 @@ def test_quantized_linear(measure, benchmark, case, impl):
         out = np.empty((m, n), np.float32)
         measure(impl, lambda: qk.quantized_linear(a, w, x_scale=0.02, x_zero_point=128, w_scale=w_scale, bias=bias,
                                                   relu=True, out=out), ops=ops)
-    else:
+    elif impl == "numpy":
         bf = b.astype(np.float32) * w_scale
         measure(impl, lambda: np.maximum(x @ bf + bias, 0), ops=ops)
+    elif impl == "onnxruntime":
+        # MatMulIntegerToFloat + Relu: the same uint8 x int8 -> float32 epilogue.
+        sess = _ort_session(_matmul_integer_to_float(b, w_scale, 0.02, 128, bias))
+        measure(impl, lambda: sess.run(None, {"A": a}), ops=ops)
+    else:
+        # torch's static quantized linear (ReLU fused) takes a quantized tensor and returns one
+        # requantized to quint8: the closest PyTorch has to this kernel.
+        torch = pytest.importorskip("torch")
+        wq = torch.quantize_per_channel(torch.from_numpy(b.T.astype(np.float32) * w_scale[:, None]),
+                                        torch.from_numpy(w_scale.astype(np.float64)), torch.zeros(n, dtype=torch.int64),
+                                        0, torch.qint8)
+        packed = torch.ops.quantized.linear_prepack(wq, torch.from_numpy(bias))
+        xq = torch.quantize_per_tensor(torch.from_numpy(a.astype(np.float32) * 0.02 - 0.02 * 128), 0.02, 128, torch.quint8)
+        measure(impl, torch.ops.quantized.linear_relu, xq, packed, 1.0, 0, ops=ops)
 
 
 @pytest.mark.parametrize("impl", ["qk", "numpy", "onnxruntime", "torch"])

@@ -1,4 +1,4 @@
-"""Command line: `python -m qk info | ptq | demo`."""
+"""Command line: `python -m qk info | ptq | demo | bench`."""
 
 from __future__ import annotations
 
@@ -80,13 +80,32 @@ def _demo(args, parser: argparse.ArgumentParser) -> int:
     return demo.main(settings, out, cache_dir)
 
 
+def bench(args: list[str]) -> int:
+    """Runs bench/report.py of the qk checkout (the benchmarks are not installed with the package)."""
+    import subprocess
+    from pathlib import Path
+
+    candidates = [Path.cwd() / "bench" / "report.py", Path(__file__).resolve().parents[2] / "bench" / "report.py"]
+    script = next((p for p in candidates if p.is_file()), None)
+    if script is None:
+        print("python -m qk bench: no bench/report.py here; run it from a qk source checkout", file=sys.stderr)
+        return 2
+    return subprocess.run([sys.executable, str(script), *args]).returncode
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qk", description="qk command line")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="CPU features, ISA paths, threads and version")
     sub.add_parser("ptq", help="post-training quantization of the digits models: accuracy, size, latency")
     demo_parser = _add_demo_parser(sub)
-    args = parser.parse_args(argv)
+    sub.add_parser("bench", help="benchmark report (bench/report.py of a checkout; arguments passed through)",
+                   add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        return bench(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "info":
         info()
     elif args.command == "ptq":
