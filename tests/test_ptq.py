@@ -140,6 +140,28 @@ def test_save_and_load_without_the_fp32_model(cnn, tmp_path):
         ptq.load(tmp_path / "junk.npz")
 
 
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_low_bit_weights_stored_two_per_byte(mlp, tmp_path, bits, mode):
+    model, data = mlp
+    weight = QScheme(bits, signed=True, symmetric=True, axis=0)
+    q8 = static(model, data) if mode == "static" else ptq.quantize_dynamic(model)
+    if mode == "static":
+        q = static(model, data, QConfig(weight=weight, activation=UINT8_ACTIVATION))
+    else:
+        q = ptq.quantize_dynamic(model, QConfig(weight=weight, activation=UINT8_ACTIVATION, mode="dynamic"))
+    weights8 = sum(l.core.weight_q.nbytes for _, l in q8.named_modules() if isinstance(l, ptq.QuantizedLayer))
+    # 64-256-128-10: every K is even, so packing halves the weight bytes exactly.
+    assert ptq.model_size(q8) - ptq.model_size(q) == weights8 // 2
+    ptq.save(q, tmp_path / "q.npz")
+    loaded = ptq.load(tmp_path / "q.npz")
+    x = data.test[0][:50]
+    np.testing.assert_array_equal(nn.predict(loaded, x), nn.predict(q, x))
+    for (_, a), (_, b) in zip(q.named_modules(), loaded.named_modules()):
+        if isinstance(a, ptq.QuantizedLayer):
+            np.testing.assert_array_equal(a.core.weight_q, b.core.weight_q)
+
+
 def test_bad_use_gives_clear_errors(mlp):
     model, data = mlp
     prepared = ptq.prepare(model)

@@ -58,11 +58,11 @@ class StaticInt8Core:
                                    w_scale=self.w_scale, bias=self.bias, relu=self.relu)
 
     def arrays(self):
-        return dict(weight_q=self.weight_q, w_scale=self.w_scale, bias=self.bias)
+        return dict(**stored_int_weight(self.weight_q, self.bits), w_scale=self.w_scale, bias=self.bias)
 
     def meta(self):
         return dict(x_scale=float(self.x_scale), x_zero_point=self.x_zero_point, relu=self.relu, bits=self.bits,
-                    x_range=list(self.x_range))
+                    x_range=list(self.x_range), k=self.weight_q.shape[1])
 
 
 class DynamicInt8Core:
@@ -83,10 +83,10 @@ class DynamicInt8Core:
         return _relu(qk.dynamic_linear(np.ascontiguousarray(x2d), self.packed, self.w_scale, self.bias), self.relu)
 
     def arrays(self):
-        return dict(weight_q=self.weight_q, w_scale=self.w_scale, bias=self.bias)
+        return dict(**stored_int_weight(self.weight_q, self.bits), w_scale=self.w_scale, bias=self.bias)
 
     def meta(self):
-        return dict(relu=self.relu, bits=self.bits)
+        return dict(relu=self.relu, bits=self.bits, k=self.weight_q.shape[1])
 
 
 def pack_int4(q: np.ndarray) -> np.ndarray:
@@ -104,6 +104,18 @@ def unpack_int4(packed: np.ndarray, length: int) -> np.ndarray:
     out[..., 0::2], out[..., 1::2] = lo, hi
     out = np.where(out > 7, out - 16, out).astype(np.int8)  # sign-extend the nibbles
     return out[..., :length]
+
+
+def stored_int_weight(weight_q: np.ndarray, bits: int) -> dict:
+    """The arrays a saved model keeps for an (N, K) integer weight: two values
+    per byte at 4 bits and below, one int8 per value otherwise (the GEMM runs
+    on int8 either way; this is the size on disk and in `model_size`)."""
+    return {"weight_q4": pack_int4(weight_q)} if bits <= 4 else {"weight_q": weight_q}
+
+
+def int_weight_from_stored(arrays: dict, k: int) -> np.ndarray:
+    """Inverse of `stored_int_weight`."""
+    return unpack_int4(arrays["weight_q4"], k) if "weight_q4" in arrays else arrays["weight_q"]
 
 
 class WeightOnlyCore:
