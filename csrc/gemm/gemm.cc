@@ -72,6 +72,16 @@ void pack_a(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t kp, s
 // as a fixed 16-wide loop that the compiler vectorizes straight into the
 // output (a local array in between was written with scalar stores and read
 // back with vector loads: a store-forwarding stall per row).
+// max(v, 0) with NaN and -0 giving +0, as a bit mask rather than a compare
+// and branch (which the compiler left scalar and mispredicted on random signs).
+inline float relu(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  bits &= v > 0.0f ? ~0u : 0u;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
 template <typename T, typename F>
 inline void emit_row(T* dst, size_t cols, F value) {
   if (cols == kNR)
@@ -110,17 +120,13 @@ struct TileWriter {
       } else if constexpr (kKind == Epilogue::kFloat) {
         float* dst = static_cast<float*>(out) + base;
         if (ep.relu)
-          emit_row(dst, cols, [&](size_t j) {
-            const float v = y(j);
-            return v > 0.0f ? v : 0.0f;
-          });
+          emit_row(dst, cols, [&](size_t j) { return relu(y(j)); });
         else
           emit_row(dst, cols, y);
       } else {
         uint8_t* q = static_cast<uint8_t*>(out) + base;
         for (size_t j = 0; j < cols; ++j) {
-          float yj = y(j);
-          if (ep.relu) yj = yj > 0.0f ? yj : 0.0f;
+          const float yj = ep.relu ? relu(y(j)) : y(j);
           float v = std::nearbyint(yj / ep.out_scale) + ep.out_zero_point;
           v = v < ep.qmin ? ep.qmin : (v > ep.qmax ? ep.qmax : v);
           if (std::isnan(yj)) v = ep.out_zero_point;  // a NaN bias: same rule as qk.quantize
