@@ -50,7 +50,7 @@ def test_shapes_signed_and_unsigned(isa, m, k, n):
 
 
 @pytest.mark.parametrize("extreme", ["max", "alternating"])
-@pytest.mark.parametrize("m,k,n", [(5, 1000, 33), (64, 257, 16), (3, 4099, 7)])
+@pytest.mark.parametrize("m,k,n", [(5, 1000, 33), (64, 257, 16), (3, 4099, 7), (37, 2601, 50)])
 def test_extreme_values(isa, threads, m, k, n, extreme):
     for dtype in (np.int8, np.uint8):
         a, b = operands(m, k, n, dtype, extreme=extreme)
@@ -82,6 +82,15 @@ def test_large_problem_one_and_two_threads_agree(isa):
             qk.set_num_threads(previous)
     np.testing.assert_array_equal(results[0], ref(a, b))
     np.testing.assert_array_equal(results[1], results[0])
+
+
+@pytest.mark.parametrize("m,k,n", [(301, 2603, 45), (1, 5000, 200), (9, 3000, 100)])
+def test_blocking_over_rows_and_k(isa, threads, m, k, n):
+    # Several row blocks (with a short last one), several runs over K (with a
+    # short last one) and a short last column group, on 1 and 2 threads.
+    for dtype in (np.int8, np.uint8):
+        a, b = operands(m, k, n, dtype, seed=m + k + n)
+        np.testing.assert_array_equal(qk.int8_matmul(a, qk.pack_int8_weight(b)), ref(a, b))
 
 
 def test_batch_dims_vectors_and_views(isa):

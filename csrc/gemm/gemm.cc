@@ -20,41 +20,79 @@ const GemmKernels& kernels_for(Isa isa) {
   }
 }
 
-// Rows of A packed per block: the block (rows x padded K) stays in L2.
-constexpr size_t kABlockBytes = 192 * 1024;
+// Cache blocking. The packed A block (rows x padded K) stays in L2 and is
+// reused for every column group; a run of B (kc steps of np panels) is
+// reused by every row tile of the block; the int32 sums of a block x column
+// group live in a small buffer until the last run, then the epilogue turns
+// them into the output. Measured on Zen 4 (32 KiB L1d, 1 MiB L2): B runs
+// up to 64 KiB, re-read from L2 by each row tile (8 bytes per cycle of
+// vpdpbusd, well within L2 bandwidth), beat L1-sized runs, whose extra
+// round trips of the sums cost more than they save.
+constexpr size_t kABlockBytes = 384 * 1024;
+constexpr size_t kBRunBytes = 64 * 1024;
 // Below this many multiply-adds a GEMM stays on the calling thread.
 constexpr size_t kParallelMacs = size_t(1) << 23;
 
-// Copies rows [0, rows) of A into the micro-kernels' format, zero-padding K:
-// int16 for the pairs layout; bytes for quads, signed A shifted by +128.
-void pack_a(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t k_padded, Layout layout, void* dst) {
-  if (layout == Layout::kPairs) {
-    int16_t* d = static_cast<int16_t*>(dst);
-    for (size_t r = 0; r < rows; ++r) {
-      const uint8_t* src = a + r * k;
-      int16_t* row = d + r * k_padded;
-      if (a_signed)
-        for (size_t i = 0; i < k; ++i) row[i] = static_cast<int8_t>(src[i]);
-      else
-        for (size_t i = 0; i < k; ++i) row[i] = src[i];
-      for (size_t i = k; i < k_padded; ++i) row[i] = 0;
-    }
+// One step of one row of A in the kernels' format: int16 pairs (exact
+// values) or bytes with signed A shifted by +128 (x + 128 is x ^ 0x80 on the bits).
+template <size_t kStep, typename T>
+inline void convert_step(const uint8_t* src, bool a_signed, T* dst) {
+  if constexpr (sizeof(T) == 2) {
+    for (size_t e = 0; e < kStep; ++e) dst[e] = a_signed ? T(int8_t(src[e])) : T(src[e]);
   } else {
-    uint8_t* d = static_cast<uint8_t*>(dst);
-    const uint8_t flip = a_signed ? 0x80 : 0x00;  // x + 128 for int8 is x ^ 0x80 on the bits
-    for (size_t r = 0; r < rows; ++r) {
-      const uint8_t* src = a + r * k;
-      uint8_t* row = d + r * k_padded;
-      for (size_t i = 0; i < k; ++i) row[i] = src[i] ^ flip;
-      // Padding must contribute nothing: B is zero there, so any A byte works.
-      for (size_t i = k; i < k_padded; ++i) row[i] = 0;
-    }
+    uint32_t quad;
+    std::memcpy(&quad, src, sizeof quad);
+    quad ^= a_signed ? 0x80808080u : 0u;
+    std::memcpy(dst, &quad, sizeof quad);
   }
 }
 
-// Applies the epilogue to a finished tile (mr x 16 sums, `cols` of them
-// valid). The kind is a template parameter and each row is processed in
-// fixed 16-wide loops, so the compiler vectorizes them without branches.
+// Packs rows [0, rows) of A (row stride k) into tiles of `mr` rows (the last
+// may be shorter), each tile's rows interleaved step by step as the
+// micro-kernels read them (gemm_kernels.h), zero-padding K to kp. Padding
+// contributes nothing whatever its value: B is zero there.
+template <size_t kStep, typename T>
+void pack_a(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t kp, size_t mr, T* dst) {
+  const size_t full = k / kStep;
+  for (size_t t0 = 0; t0 < rows; t0 += mr) {
+    const size_t tr = rows - t0 < mr ? rows - t0 : mr;
+    const uint8_t* src = a + t0 * k;
+    T* out = dst + t0 * kp;
+    // Step-major, so the writes are sequential; the tile's rows are read side by side.
+    for (size_t q = 0; q < full; ++q)
+      for (size_t r = 0; r < tr; ++r, out += kStep) convert_step<kStep>(src + r * k + q * kStep, a_signed, out);
+    if (full * kStep < kp)
+      for (size_t r = 0; r < tr; ++r, out += kStep) {
+        uint8_t last[kStep] = {};
+        std::memcpy(last, src + r * k + full * kStep, k - full * kStep);
+        convert_step<kStep>(last, a_signed, out);
+        for (size_t e = k - full * kStep; e < kStep; ++e) out[e] = 0;
+      }
+  }
+}
+
+// Writes one output row chunk, dst[j] = value(j) for j < cols: a full chunk
+// as a fixed 16-wide loop that the compiler vectorizes straight into the
+// output (a local array in between was written with scalar stores and read
+// back with vector loads: a store-forwarding stall per row).
+// max(v, 0) with NaN and -0 giving +0, as a bit mask rather than a compare
+// and branch (which the compiler left scalar and mispredicted on random signs).
+inline float relu(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  bits &= v > 0.0f ? ~0u : 0u;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+template <typename T, typename F>
+inline void emit_row(T* dst, size_t cols, F value) {
+  if (cols == kNR)
+    for (size_t j = 0; j < kNR; ++j) dst[j] = value(j);
+  else
+    for (size_t j = 0; j < cols; ++j) dst[j] = value(j);
+}
+
 template <Epilogue::Kind kKind>
 struct TileWriter {
   const Epilogue& ep;
@@ -63,7 +101,21 @@ struct TileWriter {
   size_t n;
   void* out;
 
-  void operator()(const int32_t* tile, size_t mr, size_t row0, size_t col0, size_t cols) const {
+  // Requests the output lines of rows [row0, row0 + rows), columns [col0,
+  // col0 + cols), so the epilogue does not wait on them (measured 2-10% on
+  // large int32 outputs). Inline asm: GCC drops __builtin_prefetch from loops
+  // it vectorizes, and did here.
+  void prefetch(size_t rows, size_t row0, size_t col0, size_t cols) const {
+    constexpr size_t kBytes = kKind == Epilogue::kRequant ? 1 : 4;
+    if (col0 + cols > n) cols = n - col0;
+    for (size_t r = 0; r < rows; ++r) {
+      const char* p = static_cast<const char*>(out) + ((row0 + r) * n + col0) * kBytes;
+      for (size_t off = 0; off < cols * kBytes; off += 64) __asm__ volatile("prefetcht0 %0" ::"m"(p[off]));
+      __asm__ volatile("prefetcht0 %0" ::"m"(p[cols * kBytes - 1]));
+    }
+  }
+
+  void operator()(const int32_t* sums, size_t ldc, size_t rows, size_t row0, size_t col0, size_t cols) const {
     uint32_t fix[kNR];
     for (size_t j = 0; j < kNR; ++j)
       fix[j] = j < cols ? correction * static_cast<uint32_t>(colsum[col0 + j]) : 0u;
@@ -73,31 +125,30 @@ struct TileWriter {
         scale[j] = ep.scale[col0 + j];
         bias[j] = ep.bias != nullptr ? ep.bias[col0 + j] : 0.0f;
       }
-    for (size_t r = 0; r < mr; ++r) {
+    for (size_t r = 0; r < rows; ++r) {
       const size_t base = (row0 + r) * n + col0;
-      int32_t acc[kNR];
-      for (size_t j = 0; j < kNR; ++j)  // wraps modulo 2^32, like the int32 reference
-        acc[j] = static_cast<int32_t>(static_cast<uint32_t>(tile[r * kNR + j]) - fix[j]);
-      if (kKind == Epilogue::kInt32) {
-        std::memcpy(static_cast<int32_t*>(out) + base, acc, cols * sizeof(int32_t));
-        continue;
-      }
-      float y[kNR];
-      for (size_t j = 0; j < kNR; ++j) {
-        // Without a bias this adds 0.0f, which changes no value (y + 0 == y, -0 + 0 is +0 either way).
-        y[j] = static_cast<float>(acc[j]) * scale[j] + bias[j];
-        if (ep.relu) y[j] = y[j] > 0.0f ? y[j] : 0.0f;
-      }
-      if (kKind == Epilogue::kFloat) {
-        std::memcpy(static_cast<float*>(out) + base, y, cols * sizeof(float));
-        continue;
-      }
-      uint8_t* q = static_cast<uint8_t*>(out) + base;
-      for (size_t j = 0; j < cols; ++j) {
-        float v = std::nearbyint(y[j] / ep.out_scale) + ep.out_zero_point;
-        v = v < ep.qmin ? ep.qmin : (v > ep.qmax ? ep.qmax : v);
-        if (std::isnan(y[j])) v = ep.out_zero_point;  // a NaN bias: same rule as qk.quantize
-        q[j] = static_cast<uint8_t>(static_cast<int>(v));
+      const int32_t* row = sums + r * ldc;
+      // Wraps modulo 2^32, like the int32 reference.
+      auto acc = [&](size_t j) { return static_cast<int32_t>(static_cast<uint32_t>(row[j]) - fix[j]); };
+      // Without a bias this adds 0.0f, which changes no value (y + 0 == y, -0 + 0 is +0 either way).
+      auto y = [&](size_t j) { return static_cast<float>(acc(j)) * scale[j] + bias[j]; };
+      if constexpr (kKind == Epilogue::kInt32) {
+        emit_row(static_cast<int32_t*>(out) + base, cols, acc);
+      } else if constexpr (kKind == Epilogue::kFloat) {
+        float* dst = static_cast<float*>(out) + base;
+        if (ep.relu)
+          emit_row(dst, cols, [&](size_t j) { return relu(y(j)); });
+        else
+          emit_row(dst, cols, y);
+      } else {
+        uint8_t* q = static_cast<uint8_t*>(out) + base;
+        for (size_t j = 0; j < cols; ++j) {
+          const float yj = ep.relu ? relu(y(j)) : y(j);
+          float v = std::nearbyint(yj / ep.out_scale) + ep.out_zero_point;
+          v = v < ep.qmin ? ep.qmin : (v > ep.qmax ? ep.qmax : v);
+          if (std::isnan(yj)) v = ep.out_zero_point;  // a NaN bias: same rule as qk.quantize
+          q[j] = static_cast<uint8_t>(static_cast<int>(v));
+        }
       }
     }
   }
@@ -134,43 +185,91 @@ template <Epilogue::Kind kKind>
 void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& ep,
                void* out, const GemmKernels& kern, const PackedPanels& b, uint32_t shift) {
   const size_t n = w.n();
-  const size_t a_elem = kern.layout == Layout::kQuads ? 1 : 2;
-  const size_t kp = b.k_padded;
-  const size_t k_steps = kern.layout == Layout::kQuads ? kp / 4 : kp / 2;
+  const bool quads = kern.layout == Layout::kQuads;
+  const size_t a_elem = quads ? 1 : 2, step = layout_step(kern.layout);
+  const size_t kp = b.k_padded, k_steps = kp / step;
+  const size_t mr = static_cast<size_t>(kern.mr), np = static_cast<size_t>(kern.np);
   const uint32_t zero_point = kKind == Epilogue::kInt32 ? 0u : static_cast<uint32_t>(ep.a_zero_point);
   const TileWriter<kKind> write{ep, w.column_sums().data(), shift + zero_point, n, out};
 
-  // Work items: blocks of rows, times groups of panels when rows alone
-  // cannot keep every thread busy. Each C element is computed by one tile
-  // over the whole K, so results do not depend on the split.
-  size_t mc = kABlockBytes / (kp * a_elem + 1) / kMaxMR * kMaxMR;
-  if (mc < kMaxMR) mc = kMaxMR;
-  if (mc > m) mc = (m + kMaxMR - 1) / kMaxMR * kMaxMR;
-  const size_t m_blocks = (m + mc - 1) / mc;
+  // Work items: blocks of rows (as many as fit the L2 budget, rounded up to a
+  // multiple of the thread count so no thread idles at the end), times
+  // ranges of column groups when rows alone cannot keep every thread busy.
+  // Each output element is computed by one thread, in the same order whatever
+  // the split, so results do not depend on it (exact int32 anyway).
   const bool parallel = m * n * (k ? k : 1) >= kParallelMacs;
   const size_t threads = parallel ? static_cast<size_t>(num_threads()) : 1;
-  size_t panel_groups = m_blocks >= threads ? 1 : threads;
-  if (panel_groups > b.panels) panel_groups = b.panels;
-  const size_t tasks = m_blocks * panel_groups;
+  size_t mc_max = kABlockBytes / (kp * a_elem + 1) / mr * mr;
+  if (mc_max < mr) mc_max = mr;
+  size_t m_blocks = (m + mc_max - 1) / mc_max;
+  if (m_blocks >= threads) m_blocks = (m_blocks + threads - 1) / threads * threads;
+  // Row tiles spread evenly over the blocks (sizes differ by one tile at most).
+  const size_t m_tiles = (m + mr - 1) / mr;
+  if (m_blocks > m_tiles) m_blocks = m_tiles;
+  auto block_row = [&](size_t mb) { return mb == m_blocks ? m : m_tiles * mb / m_blocks * mr; };
+  const size_t mc = m_blocks == 1 ? m : (m_tiles + m_blocks - 1) / m_blocks * mr;  // the largest block
+  const size_t groups = (b.panels + np - 1) / np;  // column groups of np panels
+  size_t col_parts = m_blocks >= threads ? 1 : threads;
+  if (col_parts > groups) col_parts = groups;
+  const size_t tasks = m_blocks * col_parts;
+
+  // Steps per run of B: the whole K when a block has a single row tile (B is
+  // streamed once, nothing to reuse), else what fits kBRunBytes, split evenly.
+  size_t kc = k_steps;
+  if (mc > mr) {
+    const size_t kc_max = kBRunBytes / (np * kNR * step);
+    const size_t runs = (k_steps + kc_max - 1) / kc_max;
+    if (runs > 1) kc = (k_steps + runs - 1) / runs;
+  }
+  const size_t ldc = np * kNR;
 
   parallel_for(tasks, parallel ? 1 : tasks, 1, [&](size_t begin, size_t end) {
     std::vector<uint8_t> a_block(mc * kp * a_elem);
-    alignas(64) int32_t tile[kMaxMR * kNR];
+    std::vector<int32_t> sums(mc * ldc);
     size_t packed_block = SIZE_MAX;
     for (size_t t = begin; t < end; ++t) {
-      const size_t mb = t / panel_groups, group = t % panel_groups;
-      const size_t m0 = mb * mc, rows = (m0 + mc <= m ? mc : m - m0);
+      const size_t mb = t / col_parts, part = t % col_parts;
+      const size_t m0 = block_row(mb), rows = block_row(mb + 1) - m0;
       if (packed_block != mb) {
-        pack_a(a + m0 * k, a_signed, rows, k, kp, kern.layout, a_block.data());
+        if (quads)
+          pack_a<4>(a + m0 * k, a_signed, rows, k, kp, mr, a_block.data());
+        else
+          pack_a<2>(a + m0 * k, a_signed, rows, k, kp, mr, reinterpret_cast<int16_t*>(a_block.data()));
         packed_block = mb;
       }
-      const size_t p0 = b.panels * group / panel_groups, p1 = b.panels * (group + 1) / panel_groups;
-      for (size_t p = p0; p < p1; ++p) {
-        const size_t col0 = p * kNR, cols = (col0 + kNR <= n ? kNR : n - col0);
-        for (size_t r0 = 0; r0 < rows; r0 += kMaxMR) {
-          const size_t mr = rows - r0 < kMaxMR ? rows - r0 : kMaxMR;
-          kern.tile[mr](a_block.data() + r0 * kp * a_elem, kp, b.panel(p), k_steps, tile);
-          write(tile, mr, m0 + r0, col0, cols);
+      const size_t g0 = groups * part / col_parts, g1 = groups * (part + 1) / col_parts;
+      for (size_t g = g0; g < g1; ++g) {
+        const size_t p0 = g * np, gp = (p0 + np <= b.panels ? np : b.panels - p0);
+        for (size_t q0 = 0; q0 < k_steps || q0 == 0; q0 += kc) {
+          const size_t steps = k_steps - q0 < kc ? k_steps - q0 : kc;
+          const bool last = q0 + steps >= k_steps;
+          // In the last run, each tile's sums go through the epilogue one
+          // tile later: reading them right after the kernel's 64-byte
+          // stores (with the driver's narrower loads) stalls on store
+          // forwarding.
+          auto finish = [&](size_t r0) {
+            const size_t tr = rows - r0 < mr ? rows - r0 : mr;
+            for (size_t j = 0; j < gp; ++j) {
+              const size_t col0 = (p0 + j) * kNR, cols = (col0 + kNR <= n ? kNR : n - col0);
+              write(sums.data() + r0 * ldc + j * kNR, ldc, tr, m0 + r0, col0, cols);
+            }
+          };
+          for (size_t r0 = 0; r0 < rows; r0 += mr) {
+            const size_t tr = rows - r0 < mr ? rows - r0 : mr;
+            // A tile of tr rows starts at r0 * kp elements; its run at q0 * tr * step.
+            const Tile tile{a_block.data() + (r0 * kp + q0 * tr * step) * a_elem,
+                            b.panel(p0) + q0 * step * kNR,
+                            kp * kNR,
+                            steps,
+                            sums.data() + r0 * ldc,
+                            ldc,
+                            q0 != 0};
+            if (last) write.prefetch(tr, m0 + r0, p0 * kNR, gp * kNR);  // written after the next tile
+            kern.tile(tile, static_cast<int>(tr), static_cast<int>(gp));
+            if (last && r0 > 0) finish(r0 - mr);
+          }
+          if (last) finish((rows - 1) / mr * mr);
+          if (steps == 0) break;
         }
       }
     }

@@ -1,40 +1,38 @@
-// AVX-VNNI micro-kernel on the kQuads layout: vpdpbusd multiplies 4 unsigned
-// bytes of A by 4 signed bytes of B and adds the 4 products to an int32 lane
-// (no intermediate saturation: the plain, non-"s" form).
+// AVX-VNNI micro-kernel on the kQuads layout: vpdpbusd (VEX form) on ymm, two
+// per panel row. Only 16 ymm registers exist without AVX-512, so the tile is
+// 4 rows x 1 panel: 8 accumulators, 2 B vectors and a broadcast A quad.
 #include <immintrin.h>
 
 #include <cstdint>
 #include <cstring>
 
-#include "gemm/gemm_kernels.h"
+#include "gemm/gemm_vnni_tile.h"
 
 namespace qk::gemm::avx_vnni {
 namespace {
 
-template <int MR>
-void tile(const void* av, size_t lda, const int8_t* b, size_t k_steps, int32_t* c) {
-  const uint8_t* a = static_cast<const uint8_t*>(av);
-  __m256i acc[MR][2];
-  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-  for (size_t q = 0; q < k_steps; ++q) {
-    const __m256i b_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + q * 4 * kNR));       // cols 0..7
-    const __m256i b_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + q * 4 * kNR + 32));  // cols 8..15
-    for (int r = 0; r < MR; ++r) {
-      int32_t quad;
-      std::memcpy(&quad, a + r * lda + 4 * q, sizeof quad);
-      const __m256i a_quad = _mm256_set1_epi32(quad);
-      acc[r][0] = _mm256_dpbusd_avx_epi32(acc[r][0], a_quad, b_lo);
-      acc[r][1] = _mm256_dpbusd_avx_epi32(acc[r][1], a_quad, b_hi);
-    }
+struct Ymm {
+  using Reg = __m256i;
+  static constexpr int kLanes = 8;
+  static Reg zero() { return _mm256_setzero_si256(); }
+  static Reg load(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+  static void store(void* p, Reg v) { _mm256_storeu_si256(static_cast<__m256i*>(p), v); }
+  static Reg broadcast(const uint8_t* p) {
+    int32_t quad;
+    std::memcpy(&quad, p, sizeof quad);
+    return _mm256_set1_epi32(quad);
   }
-  for (int r = 0; r < MR; ++r) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * kNR), acc[r][0]);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * kNR + 8), acc[r][1]);
-  }
+  static Reg dpbusd(Reg acc, Reg a, Reg b) { return _mm256_dpbusd_avx_epi32(acc, a, b); }
+};
+
+constexpr int kMR = 4, kNP = 1;
+
+void tile(const Tile& t, int mr, int np) {
+  dispatch_tile<kMR, kNP>(mr, np, [&](auto r, auto p) { vnni::tile<Ymm, r(), p()>(t); });
 }
 
 }  // namespace
 
-const GemmKernels kernels = {Layout::kQuads, {nullptr, tile<1>, tile<2>, tile<3>, tile<4>}};
+const GemmKernels kernels = {Layout::kQuads, kMR, kNP, tile};
 
 }  // namespace qk::gemm::avx_vnni

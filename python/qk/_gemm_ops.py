@@ -11,6 +11,7 @@ from . import _qk
 from ._validate import make_out, require_array, require_int, scales_float32
 
 _OUT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class PackedInt8Weight:
@@ -99,26 +100,25 @@ def _scalar_scale(value, name: str) -> np.float32:
     return scales_float32(value, name, None)[0]
 
 
-def quantized_linear(x_q, w, *, x_scale, x_zero_point, w_scale, bias=None, relu: bool = False,
-                     out_dtype=np.float32, out_scale=None, out_zero_point=None, out=None) -> np.ndarray:
-    """A quantized linear layer in one call, from the exact int32 sums:
-
-        y = x_scale * w_scale[n] * (acc[m, n] - x_zero_point * colsum_w[n]) + bias[n]
-
-    then ReLU if asked, returned as float32, or requantized to int8/uint8 with
-    ``clip(rint(y / out_scale) + out_zero_point)``. `x_q`: uint8 or int8
-    activations (..., K) with per-tensor `x_scale`/`x_zero_point`; `w`: int8
-    weight (K, N) (packed or not) with symmetric scales per output channel
-    (`w_scale` of N values) or per tensor (a scalar)."""
-    x2, lead, k = _lhs(x_q, "x_q")
-    wp = _weight(w, k, "w")
-    xr = _OUT_RANGES[x2.dtype]
-    x_zp = require_int(x_zero_point, "x_zero_point", *xr)
-    xs = _scalar_scale(x_scale, "x_scale")
-    ws = scales_float32(w_scale, "w_scale", None if np.ndim(w_scale) == 0 else wp.n)
-    scale = (xs * np.broadcast_to(ws, (wp.n,))).astype(np.float32)
+def _linear_scale(xs: np.float32, w_scale, n: int) -> np.ndarray:
+    """x_scale * w_scale[n] as float32 (N values), each finite and > 0."""
+    ws = w_scale if isinstance(w_scale, np.ndarray) else None
+    if ws is not None and ws.dtype == np.float32 and ws.shape == (n,):
+        # Fast path (a float32 per-channel array, as layers keep it): a finite,
+        # positive product implies finite, positive factors, so one check does.
+        scale = xs * ws
+        if ((scale > 0) & (scale <= _FLOAT32_MAX)).all():
+            return scale
+    ws = scales_float32(w_scale, "w_scale", None if np.ndim(w_scale) == 0 else n)
+    scale = (xs * np.broadcast_to(ws, (n,))).astype(np.float32)
     if not np.all(np.isfinite(scale) & (scale > 0)):
         raise ValueError("w_scale: x_scale * w_scale must stay finite and > 0 in float32")
+    return scale
+
+
+def _linear(x2, lead, k, wp, x_zp, scale, bias, relu, out_dtype, out_scale, out_zero_point, out):
+    """The checks and the call shared by quantized_linear and dynamic_linear;
+    x2 (rows, K) is validated, `scale` is x_scale * w_scale as float32."""
     if bias is not None:
         bias = np.ascontiguousarray(np.asarray(bias), dtype=np.float32)
         if bias.shape != (wp.n,):
@@ -147,16 +147,36 @@ def quantized_linear(x_q, w, *, x_scale, x_zero_point, w_scale, bias=None, relu:
     return out
 
 
+def quantized_linear(x_q, w, *, x_scale, x_zero_point, w_scale, bias=None, relu: bool = False,
+                     out_dtype=np.float32, out_scale=None, out_zero_point=None, out=None) -> np.ndarray:
+    """A quantized linear layer in one call, from the exact int32 sums:
+
+        y = x_scale * w_scale[n] * (acc[m, n] - x_zero_point * colsum_w[n]) + bias[n]
+
+    then ReLU if asked, returned as float32, or requantized to int8/uint8 with
+    ``clip(rint(y / out_scale) + out_zero_point)``. `x_q`: uint8 or int8
+    activations (..., K) with per-tensor `x_scale`/`x_zero_point`; `w`: int8
+    weight (K, N) (packed or not) with symmetric scales per output channel
+    (`w_scale` of N values) or per tensor (a scalar)."""
+    x2, lead, k = _lhs(x_q, "x_q")
+    wp = _weight(w, k, "w")
+    x_zp = require_int(x_zero_point, "x_zero_point", *_OUT_RANGES[x2.dtype])
+    scale = _linear_scale(_scalar_scale(x_scale, "x_scale"), w_scale, wp.n)
+    return _linear(x2, lead, k, wp, x_zp, scale, bias, relu, out_dtype, out_scale, out_zero_point, out)
+
+
 def dynamic_linear(x, w, w_scale, bias=None, *, out=None) -> np.ndarray:
     """float32 activations (..., K) quantized on the fly to uint8 from this
     batch's range (asymmetric, 0 exactly representable), int8 GEMM with `w`
     (int8 (K, N), packed or not, symmetric `w_scale` per column or per
     tensor), float32 out with optional `bias`."""
-    from ._quant_ops import quantize
+    from ._quant_ops import _layout
 
     x = require_array(x, "x", [np.float32])
     if x.ndim == 0:
         raise ValueError("x: expected at least 1 dimension (K,), got a 0-d array")
+    k = x.shape[-1]
+    wp = _weight(w, k, "w")
     if x.size:
         lo, hi = float(x.min()), float(x.max())
         if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -164,9 +184,14 @@ def dynamic_linear(x, w, w_scale, bias=None, *, out=None) -> np.ndarray:
     else:
         lo = hi = 0.0
     lo, hi = min(lo, 0.0), max(hi, 0.0)
-    scale = np.float32((hi - lo) / 255.0)
-    if not scale > 0:  # all zeros
-        scale = np.float32(1.0)
-    zero_point = int(np.clip(round(-lo / float(scale)), 0, 255))
-    x_q = quantize(x, scale, zero_point, dtype=np.uint8)
-    return quantized_linear(x_q, w, x_scale=scale, x_zero_point=zero_point, w_scale=w_scale, bias=bias, out=out)
+    x_scale = np.float32((hi - lo) / 255.0)
+    if not x_scale > 0:  # all zeros (or a range below float32's smallest step)
+        x_scale = np.float32(1.0)
+    zero_point = int(np.clip(round(-lo / float(x_scale)), 0, 255))
+    scale = _linear_scale(x_scale, w_scale, wp.n)
+    # The quantize kernel directly: its arguments are valid by construction.
+    x_q = np.empty(x.shape, np.uint8)
+    _qk.quantize(x, x_q, True, *_layout(x.shape, None)[0], np.array([x_scale], np.float32),
+                 np.array([zero_point], np.float32), 0.0, 255.0)
+    return _linear(x_q.reshape(-1, k), x.shape[:-1], k, wp, zero_point, scale, bias, False, np.float32, None, None,
+                   out)
