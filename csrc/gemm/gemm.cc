@@ -30,8 +30,11 @@ const GemmKernels& kernels_for(Isa isa) {
 // round trips of the sums cost more than they save.
 constexpr size_t kABlockBytes = 384 * 1024;
 constexpr size_t kBRunBytes = 64 * 1024;
-// Below this many multiply-adds a GEMM stays on the calling thread.
-constexpr size_t kParallelMacs = size_t(1) << 23;
+// Below this many multiply-adds a GEMM stays on the calling thread. Low,
+// because the pool costs little when a worker is late (the caller runs its
+// chunk): a 1 x 1024 x 1024 GEMV, bound by reading the weight, gains from
+// two cores streaming half of it each.
+constexpr size_t kParallelMacs = size_t(1) << 20;
 
 // One step of one row of A in the kernels' format: int16 pairs (exact
 // values) or bytes with signed A shifted by +128 (x + 128 is x ^ 0x80 on the bits).

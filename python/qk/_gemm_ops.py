@@ -107,7 +107,7 @@ def _linear_scale(xs: np.float32, w_scale, n: int) -> np.ndarray:
         # Fast path (a float32 per-channel array, as layers keep it): a finite,
         # positive product implies finite, positive factors, so one check does.
         scale = xs * ws
-        if ((scale > 0) & (scale <= _FLOAT32_MAX)).all():
+        if scale.min() > 0 and scale.max() <= _FLOAT32_MAX:  # NaN fails both
             return scale
     ws = scales_float32(w_scale, "w_scale", None if np.ndim(w_scale) == 0 else n)
     scale = (xs * np.broadcast_to(ws, (n,))).astype(np.float32)
@@ -187,7 +187,7 @@ def dynamic_linear(x, w, w_scale, bias=None, *, out=None) -> np.ndarray:
     x_scale = np.float32((hi - lo) / 255.0)
     if not x_scale > 0:  # all zeros (or a range below float32's smallest step)
         x_scale = np.float32(1.0)
-    zero_point = int(np.clip(round(-lo / float(x_scale)), 0, 255))
+    zero_point = min(max(round(-lo / float(x_scale)), 0), 255)
     scale = _linear_scale(x_scale, w_scale, wp.n)
     # The quantize kernel directly: its arguments are valid by construction.
     x_q = np.empty(x.shape, np.uint8)
