@@ -54,6 +54,27 @@ def test_requantized_output_equals_quantize_of_float_result(isa, out_dtype, out_
     np.testing.assert_array_equal(q, expected)
 
 
+EDGE_VALUES = np.array([-2.5, -1.5, -0.5, -0.0, 0.5, 1.5, 2.5, 3.5, 126.5, 127.5, 128.5, 254.5, 255.5, -127.5,
+                        -128.5, -129.5, 0.49999997, 1e30, -1e30, 3.4e38, np.inf, -np.inf, np.nan], np.float32)
+
+
+@pytest.mark.parametrize("out_dtype,out_zp", [(np.int8, 0), (np.int8, -7), (np.uint8, 0), (np.uint8, 128)])
+@pytest.mark.parametrize("out_scale", [1.0, 0.5, 3e-39])
+def test_requantize_ties_saturation_and_nan(isa, out_dtype, out_zp, out_scale):
+    """Zero activations make y = bias exactly, so the bias feeds the requantizer
+    ties (round half to even), values beyond the range, +-inf and NaN (-> zero point)."""
+    n = EDGE_VALUES.size
+    x_q = np.zeros((3, 8), np.uint8)
+    w = np.ones((8, n), np.int8)
+    q = qk.quantized_linear(x_q, w, x_scale=1.0, x_zero_point=0, w_scale=1.0, bias=EDGE_VALUES,
+                            out_dtype=out_dtype, out_scale=out_scale, out_zero_point=out_zp)
+    info = np.iinfo(out_dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = np.rint(EDGE_VALUES / np.float32(out_scale)) + np.float32(out_zp)
+    expected = np.where(np.isnan(EDGE_VALUES), out_zp, np.clip(t, info.min, info.max)).astype(out_dtype)
+    np.testing.assert_array_equal(q, np.broadcast_to(expected, (3, n)))
+
+
 def test_paths_agree_bit_for_bit():
     x_q, w, w_scale, bias = make(50, 300, 70, seed=5)
     outs = []

@@ -1,6 +1,5 @@
 #include "gemm/gemm.h"
 
-#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -118,6 +117,27 @@ struct TileWriter {
     }
   }
 
+  // clip(rint(y / out_scale) + zero point) into an int8/uint8 byte, NaN to the
+  // zero point, as qk.quantize, in float selects the compiler vectorizes (on
+  // the SSE2 baseline nearbyint is a call per element). Adding 1.5 * 2^23
+  // rounds t half to even, the same as nearbyint in every rounding mode, for
+  // |t| < 2^22, which the first clamp ensures; the sum then holds the integer
+  // in its low mantissa bits, so its low byte is the int8/uint8 result.
+  uint8_t requantize(float y) const {
+    constexpr float kMagic = 12582912.0f;
+    const float lo = ep.qmin - ep.out_zero_point - 1.0f, hi = ep.qmax - ep.out_zero_point + 1.0f;
+    float t = y / ep.out_scale;  // NaN stays NaN through the clamps
+    t = t < lo ? lo : t;
+    t = t > hi ? hi : t;
+    float v = (t + kMagic) + ep.out_zero_point;  // exact: both are integers below 2^24
+    v = v < kMagic + ep.qmin ? kMagic + ep.qmin : v;
+    v = v > kMagic + ep.qmax ? kMagic + ep.qmax : v;
+    v = y == y ? v : kMagic + ep.out_zero_point;
+    uint32_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    return static_cast<uint8_t>(bits);
+  }
+
   void operator()(const int32_t* sums, size_t ldc, size_t rows, size_t row0, size_t col0, size_t cols) const {
     uint32_t fix[kNR];
     for (size_t j = 0; j < kNR; ++j)
@@ -145,13 +165,10 @@ struct TileWriter {
           emit_row(dst, cols, y);
       } else {
         uint8_t* q = static_cast<uint8_t*>(out) + base;
-        for (size_t j = 0; j < cols; ++j) {
-          const float yj = ep.relu ? relu(y(j)) : y(j);
-          float v = std::nearbyint(yj / ep.out_scale) + ep.out_zero_point;
-          v = v < ep.qmin ? ep.qmin : (v > ep.qmax ? ep.qmax : v);
-          if (std::isnan(yj)) v = ep.out_zero_point;  // a NaN bias: same rule as qk.quantize
-          q[j] = static_cast<uint8_t>(static_cast<int>(v));
-        }
+        if (ep.relu)
+          emit_row(q, cols, [&](size_t j) { return requantize(relu(y(j))); });
+        else
+          emit_row(q, cols, [&](size_t j) { return requantize(y(j)); });
       }
     }
   }
