@@ -113,6 +113,61 @@ def test_dynamic_linear_edge_inputs():
         qk.dynamic_linear(np.array([[np.nan, 1, 2, 3]], np.float32), w, 0.1)
 
 
+def dynamic_by_definition(x, w, w_scale, bias=None):
+    """dynamic_linear's documented definition through the public kernels."""
+    lo, hi = min(float(x.min()), 0.0) if x.size else 0.0, max(float(x.max()), 0.0) if x.size else 0.0
+    scale = np.float32((hi - lo) / 255.0)
+    scale = scale if scale > 0 else np.float32(1.0)
+    zp = min(max(round(-lo / float(scale)), 0), 255)
+    x_q = qk.quantize(x, scale, zp, dtype=np.uint8)
+    return qk.quantized_linear(x_q, w, x_scale=scale, x_zero_point=zp, w_scale=w_scale, bias=bias)
+
+
+@pytest.mark.parametrize("kind", ["normal", "positive", "negative", "tiny", "huge", "constant", "one row", "1-d",
+                                  "batch dims", "strided", "k=0"])
+def test_dynamic_linear_bit_for_bit_with_its_definition(isa, kind):
+    rng = np.random.default_rng(len(kind))
+    shape = {"one row": (1, 37), "1-d": (37,), "batch dims": (2, 3, 37), "k=0": (5, 0)}.get(kind, (19, 37))
+    x = rng.standard_normal(shape).astype(np.float32)
+    if kind == "positive":
+        x = np.abs(x)
+    elif kind == "negative":
+        x = -np.abs(x)
+    elif kind == "tiny":
+        x *= np.float32(1e-38)
+    elif kind == "huge":
+        x *= np.float32(1e37)
+    elif kind == "constant":
+        x = np.full(shape, 2.5, np.float32)
+    elif kind == "strided":
+        x = rng.standard_normal((19, 74)).astype(np.float32)[:, ::2]
+    k = shape[-1]
+    w = rng.integers(-127, 128, (k, 29)).astype(np.int8)
+    w_scale = rng.uniform(0.001, 0.02, 29).astype(np.float32)
+    bias = rng.standard_normal(29).astype(np.float32)
+    for ws in (w_scale, np.float32(0.01), w_scale.astype(np.float64)):
+        y = qk.dynamic_linear(x, qk.pack_int8_weight(w), ws, bias)
+        expected = dynamic_by_definition(x, w, ws, bias)
+        assert y.shape == x.shape[:-1] + (29,)
+        np.testing.assert_array_equal(y.view(np.uint32), expected.view(np.uint32))
+
+
+def test_dynamic_linear_rejects_non_finite_input_and_bad_scales():
+    w = np.ones((4, 3), np.int8)
+    for bad in (np.inf, -np.inf, np.nan):
+        with pytest.raises(ValueError, match="^x: .*NaN or infinity"):
+            qk.dynamic_linear(np.array([[1, 2, bad, 3]], np.float32), w, 0.1)
+    x = np.ones((2, 4), np.float32)
+    with pytest.raises(ValueError, match="^w_scale"):
+        qk.dynamic_linear(x, w, np.array([0.1, -0.1, 0.1], np.float32))
+    with pytest.raises(ValueError, match="^w_scale"):
+        qk.dynamic_linear(x, w, np.array([0.1, np.nan, 0.1], np.float32))
+    with pytest.raises(ValueError, match="^w_scale"):  # x_scale * w_scale underflows to 0 in float32
+        qk.dynamic_linear(x * np.float32(1e-30), w, np.array([1e-20] * 3, np.float32))
+    with pytest.raises(ValueError, match="^bias"):
+        qk.dynamic_linear(x, w, 0.1, bias=np.zeros(2, np.float32))
+
+
 X = np.zeros((3, 8), np.uint8)
 W = np.zeros((8, 4), np.int8)
 

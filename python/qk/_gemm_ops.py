@@ -116,13 +116,20 @@ def _linear_scale(xs: np.float32, w_scale, n: int) -> np.ndarray:
     return scale
 
 
+def _bias(bias, n: int):
+    """None, or the bias as a contiguous float32 array of N values."""
+    if bias is None:
+        return None
+    bias = np.ascontiguousarray(np.asarray(bias), dtype=np.float32)
+    if bias.shape != (n,):
+        raise ValueError(f"bias: expected shape ({n},), got {bias.shape}")
+    return bias
+
+
 def _linear(x2, lead, k, wp, x_zp, scale, bias, relu, out_dtype, out_scale, out_zero_point, out):
     """The checks and the call shared by quantized_linear and dynamic_linear;
     x2 (rows, K) is validated, `scale` is x_scale * w_scale as float32."""
-    if bias is not None:
-        bias = np.ascontiguousarray(np.asarray(bias), dtype=np.float32)
-        if bias.shape != (wp.n,):
-            raise ValueError(f"bias: expected shape ({wp.n},), got {bias.shape}")
+    bias = _bias(bias, wp.n)
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"relu: expected a bool, got {type(relu).__name__}")
     try:
@@ -170,28 +177,20 @@ def dynamic_linear(x, w, w_scale, bias=None, *, out=None) -> np.ndarray:
     batch's range (asymmetric, 0 exactly representable), int8 GEMM with `w`
     (int8 (K, N), packed or not, symmetric `w_scale` per column or per
     tensor), float32 out with optional `bias`."""
-    from ._quant_ops import _layout
-
     x = require_array(x, "x", [np.float32])
     if x.ndim == 0:
         raise ValueError("x: expected at least 1 dimension (K,), got a 0-d array")
     k = x.shape[-1]
     wp = _weight(w, k, "w")
-    if x.size:
-        lo, hi = float(x.min()), float(x.max())
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError("x: contains NaN or infinity; its quantization range is undefined")
-    else:
-        lo = hi = 0.0
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    x_scale = np.float32((hi - lo) / 255.0)
-    if not x_scale > 0:  # all zeros (or a range below float32's smallest step)
-        x_scale = np.float32(1.0)
-    zero_point = min(max(round(-lo / float(x_scale)), 0), 255)
-    scale = _linear_scale(x_scale, w_scale, wp.n)
-    # The quantize kernel directly: its arguments are valid by construction.
-    x_q = np.empty(x.shape, np.uint8)
-    _qk.quantize(x, x_q, True, *_layout(x.shape, None)[0], np.array([x_scale], np.float32),
-                 np.array([zero_point], np.float32), 0.0, 255.0)
-    return _linear(x_q.reshape(-1, k), x.shape[:-1], k, wp, zero_point, scale, bias, False, np.float32, None, None,
-                   out)
+    ws = w_scale if isinstance(w_scale, np.ndarray) else None
+    if ws is None or ws.dtype != np.float32 or ws.shape != (wp.n,) or not ws.flags.c_contiguous:
+        # Otherwise the kernel checks each x_scale * w_scale[n] (finite, > 0).
+        ws = scales_float32(w_scale, "w_scale", None if np.ndim(w_scale) == 0 else wp.n)
+        ws = np.ascontiguousarray(np.broadcast_to(ws, (wp.n,)))
+    bias = _bias(bias, wp.n)
+    out = make_out(out, "out", x.shape[:-1] + (wp.n,), np.float32)
+    # Range, uint8 quantization (x_scale = (max(x, 0) - min(x, 0)) / 255 in
+    # float64 rounded to float32, or 1 for all zeros; zero point
+    # round(-min(x, 0) / x_scale)), GEMM and epilogue in one native call.
+    _qk.dynamic_linear(x, math.prod(x.shape[:-1]), k, wp._native, ws, bias, out)
+    return out
