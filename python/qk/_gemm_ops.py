@@ -189,8 +189,11 @@ def dynamic_linear(x, w, w_scale, bias=None, *, out=None) -> np.ndarray:
         ws = np.ascontiguousarray(np.broadcast_to(ws, (wp.n,)))
     bias = _bias(bias, wp.n)
     out = make_out(out, "out", x.shape[:-1] + (wp.n,), np.float32)
-    # Range, uint8 quantization (x_scale = (max(x, 0) - min(x, 0)) / 255 in
-    # float64 rounded to float32, or 1 for all zeros; zero point
-    # round(-min(x, 0) / x_scale)), GEMM and epilogue in one native call.
-    _qk.dynamic_linear(x, math.prod(x.shape[:-1]), k, wp._native, ws, bias, out)
+    lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("x: contains NaN or infinity; its quantization range is undefined")
+    # uint8 quantization (x_scale = (max(x, 0) - min(x, 0)) / 255 in float64
+    # rounded to float32, or 1 for all zeros; zero point round(-min(x, 0) /
+    # x_scale)), GEMM and epilogue in one native call.
+    _qk.dynamic_linear(x, math.prod(x.shape[:-1]), k, min(lo, 0.0), max(hi, 0.0), wp._native, ws, bias, out)
     return out
