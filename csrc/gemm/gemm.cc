@@ -73,10 +73,6 @@ void pack_a(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t kp, s
   }
 }
 
-// Writes one output row chunk, dst[j] = value(j) for j < cols: a full chunk
-// as a fixed 16-wide loop that the compiler vectorizes straight into the
-// output (a local array in between was written with scalar stores and read
-// back with vector loads: a store-forwarding stall per row).
 // max(v, 0) with NaN and -0 giving +0, as a bit mask rather than a compare
 // and branch (which the compiler left scalar and mispredicted on random signs).
 inline float relu(float v) {
@@ -87,6 +83,10 @@ inline float relu(float v) {
   return v;
 }
 
+// Writes one output row chunk, dst[j] = value(j) for j < cols: a full chunk
+// as a fixed 16-wide loop that the compiler vectorizes straight into the
+// output (a local array in between was written with scalar stores and read
+// back with vector loads: a store-forwarding stall per row).
 template <typename T, typename F>
 inline void emit_row(T* dst, size_t cols, F value) {
   if (cols == kNR)

@@ -15,6 +15,15 @@ def quantizable_layers(model: Module) -> list[tuple[str, Module]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, QUANTIZABLE)]
 
 
+def replace_layer(model: Module, name: str, new: Module) -> Module:
+    """Puts `new` at submodule `name` of `model` and returns the model; for
+    name "" (the model is the layer itself) returns `new`."""
+    if name == "":
+        return new
+    model.set_submodule(name, new)
+    return model
+
+
 def _sequential_runs(model: Module):
     """Yields (container, [child names]) for each Sequential, where order is known."""
     for _, m in model.named_modules():

@@ -11,7 +11,8 @@ import json
 import numpy as np
 
 from .. import nn
-from .layers import DynamicInt8Core, FP16Core, QuantizedLayer, StaticInt8Core, WeightOnlyCore, int_weight_from_stored
+from .layers import (DynamicInt8Core, FP16Core, QuantizedLayer, StaticInt8Core, WeightOnlyCore,
+                     int_weight_from_stored)
 
 FORMAT = "qk.ptq/1"
 _SIMPLE = {  # modules rebuilt from a few plain attributes
@@ -79,11 +80,13 @@ def _load_core(spec, path, arrays):
     kind, meta = spec["core"], spec["meta"]
     a = {k: arrays[f"{path}/{k}"] for k in spec["arrays"]}
     bias = a.get("bias")
+    if kind in ("static_int8", "dynamic_int8"):
+        weight_q = int_weight_from_stored(a, meta.get("k"))
     if kind == "static_int8":
-        return StaticInt8Core(int_weight_from_stored(a, meta.get("k")), a["w_scale"], bias, meta["x_scale"], meta["x_zero_point"], meta["relu"],
+        return StaticInt8Core(weight_q, a["w_scale"], bias, meta["x_scale"], meta["x_zero_point"], meta["relu"],
                               meta["bits"], tuple(meta["x_range"]))
     if kind == "dynamic_int8":
-        return DynamicInt8Core(int_weight_from_stored(a, meta.get("k")), a["w_scale"], bias, meta["relu"], meta["bits"])
+        return DynamicInt8Core(weight_q, a["w_scale"], bias, meta["relu"], meta["bits"])
     if kind == "weight_only":
         core = WeightOnlyCore(np.zeros((meta["n"], meta["k"]), np.int8), a["scales"], bias, meta["relu"],
                               meta["bits"], meta["group_size"])

@@ -15,7 +15,7 @@ from ..nn import (
 )
 from ..nn.functional import im2col
 from ..quant import FP16, INT8_DYNAMIC, INT8_STATIC, NotCalibratedError, QConfig, QScheme
-from .graph import QUANTIZABLE, fold_batchnorm, quantizable_layers, relu_follows
+from .graph import QUANTIZABLE, fold_batchnorm, quantizable_layers, relu_follows, replace_layer
 from .layers import DynamicInt8Core, FP16Core, QuantizedLayer, StaticInt8Core, WeightOnlyCore, conv_geometry
 from .rounding import InputStats, corrected_bias, gptq_quantize
 
@@ -120,10 +120,7 @@ def prepare(model: Module, qconfig: QConfig = INT8_STATIC, *, layers: dict | Non
         if not isinstance(cfg, QConfig):
             raise TypeError(f"layers[{name!r}]: expected a QConfig or None, got {type(cfg).__name__}")
         observed = ObservedLayer(layer, cfg, relus.get(name), collect and cfg.mode != "fp16")
-        if name == "":
-            prepared = observed
-        else:
-            prepared.set_submodule(name, observed)
+        prepared = replace_layer(prepared, name, observed)
     object.__setattr__(prepared, "_qk_ptq_options", dict(rounding=rounding, bias_correction=bias_correction,
                                                          group_size=group_size))
     return prepared
@@ -282,10 +279,7 @@ def static_int8_core(w: np.ndarray, w_scale: np.ndarray, bias, x_scale, x_zero_p
 def install_quantized(model: Module, name: str, core, out_features: int, geometry, relu_name: str | None) -> Module:
     """Puts a QuantizedLayer running `core` at `name` and fuses the ReLU after it
     (replaced by Identity); returns the model (the layer itself when name is "")."""
-    layer = QuantizedLayer(core, out_features, geometry)
-    if name == "":
-        return layer
-    model.set_submodule(name, layer)
+    model = replace_layer(model, name, QuantizedLayer(core, out_features, geometry))
     if relu_name is not None:
         model.set_submodule(relu_name, Identity())
     return model

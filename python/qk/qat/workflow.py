@@ -7,7 +7,7 @@ import copy
 import numpy as np
 
 from ..nn import Module
-from ..ptq.graph import fold_batchnorm, quantizable_layers, relu_follows
+from ..ptq.graph import fold_batchnorm, quantizable_layers, relu_follows, replace_layer
 from ..ptq.workflow import ObservedLayer, check_supported, feed, install_quantized, static_int8_core
 from ..quant import INT8_STATIC, NotCalibratedError, QConfig
 from .modules import _ACTIVE, FakeQuantize, QATConv2d, QATLinear, _check_static, _QATLayer
@@ -17,13 +17,6 @@ def _check_bool(value, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
     return value
-
-
-def _swap(model: Module, name: str, new: Module) -> Module:
-    if name == "":
-        return new
-    model.set_submodule(name, new)
-    return model
 
 
 def _make(layer, cfg: QConfig, lsq: bool, relu_name: str | None) -> _QATLayer:
@@ -63,7 +56,7 @@ def prepare(model: Module, qconfig: QConfig = INT8_STATIC, *, lsq: bool = False,
         if cfg is None:
             continue
         _check_static(cfg, f"layers[{name!r}]")
-        qat = _swap(qat, name, _make(layer, cfg, lsq, relus.get(name)))
+        qat = replace_layer(qat, name, _make(layer, cfg, lsq, relus.get(name)))
     return qat
 
 
@@ -100,7 +93,7 @@ def from_ptq(prepared: Module, *, lsq: bool = False) -> Module:
         if lsq:
             fq.freeze()
             layer.weight_fq.freeze()
-        qat = _swap(qat, name, layer)
+        qat = replace_layer(qat, name, layer)
     qat.__dict__.pop("_qk_ptq_options", None)  # PTQ's convert options do not apply
     return qat
 
