@@ -20,19 +20,20 @@ def _t(x) -> Tensor:
 def relu(x: Tensor) -> Tensor:
     x = _t(x)
     mask = x.data > 0
-    return Tensor.from_op(np.where(mask, x.data, 0).astype(x.dtype), (x,), lambda g: (g * mask,))
+    return Tensor.from_op(np.where(mask, x.data, 0).astype(x.dtype), (x,), lambda g: (g * mask,), ("Relu", {}, ()))
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     x = _t(x)
     slope = np.where(x.data > 0, 1, negative_slope).astype(x.dtype)
-    return Tensor.from_op(x.data * slope, (x,), lambda g: (g * slope,))
+    return Tensor.from_op(x.data * slope, (x,), lambda g: (g * slope,),
+                          ("LeakyRelu", {"alpha": float(negative_slope)}, ()))
 
 
 def tanh(x: Tensor) -> Tensor:
     x = _t(x)
     y = np.tanh(x.data)
-    return Tensor.from_op(y, (x,), lambda g: (g * (1 - y * y),))
+    return Tensor.from_op(y, (x,), lambda g: (g * (1 - y * y),), ("Tanh", {}, ()))
 
 
 def gelu(x: Tensor) -> Tensor:
@@ -48,7 +49,7 @@ def gelu(x: Tensor) -> Tensor:
         dinner = c * (1 + 3 * 0.044715 * v ** 2)
         return (g * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * dinner),)
 
-    return Tensor.from_op(y.astype(v.dtype), (x,), backward)
+    return Tensor.from_op(y.astype(v.dtype), (x,), backward, ("Gelu", {"approximate": "tanh"}, ()))
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
@@ -56,7 +57,8 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     shifted = x.data - x.data.max(axis=axis, keepdims=True)
     y = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     softmax = np.exp(y)
-    return Tensor.from_op(y, (x,), lambda g: (g - softmax * g.sum(axis=axis, keepdims=True),))
+    return Tensor.from_op(y, (x,), lambda g: (g - softmax * g.sum(axis=axis, keepdims=True),),
+                          ("LogSoftmax", {"axis": axis}, ()))
 
 
 # --- losses -----------------------------------------------------------------
@@ -173,7 +175,8 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
         return (gx, gw, gb) if bias is not None else (gx, gw)
 
     parents = (x, weight, bias) if bias is not None else (x, weight)
-    return Tensor.from_op(out, parents, backward)
+    attrs = {"kernel_shape": [kh, kw], "strides": list(stride), "pads": [ph, pw, ph, pw]}
+    return Tensor.from_op(out, parents, backward, ("Conv", attrs, ()))
 
 
 def max_pool2d(x: Tensor, kernel_size=2, stride=None) -> Tensor:
@@ -207,7 +210,7 @@ def max_pool2d(x: Tensor, kernel_size=2, stride=None) -> Tensor:
                 gx[:, :, i: i + sh * oh: sh, j: j + sw * ow: sw] += g * (arg == i * kw + j)
         return (gx,)
 
-    return Tensor.from_op(out, (x,), backward)
+    return Tensor.from_op(out, (x,), backward, ("MaxPool", {"kernel_shape": list(kernel), "strides": list(stride)}, ()))
 
 
 def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, running_mean: np.ndarray, running_var: np.ndarray,
@@ -362,12 +365,12 @@ def transpose(a, axes=None) -> Tensor:
 def exp(a) -> Tensor:
     x = _t(a)
     out = np.exp(x.data)
-    return Tensor.from_op(out, (x,), lambda g: (g * out,))
+    return Tensor.from_op(out, (x,), lambda g: (g * out,), ("Exp", {}, ()))
 
 
 def log(a) -> Tensor:
     x = _t(a)
-    return Tensor.from_op(np.log(x.data), (x,), lambda g: (g / x.data,))
+    return Tensor.from_op(np.log(x.data), (x,), lambda g: (g / x.data,), ("Log", {}, ()))
 
 
 def softmax(a, axis: int = -1) -> Tensor:

@@ -9,7 +9,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import functional as F
-from .tensor import Tensor
+from .tensor import Tensor, current_tracer
 
 _rng = np.random.default_rng(0)
 
@@ -60,6 +60,9 @@ class Module:
         raise NotImplementedError
 
     def __call__(self, *args, **kwargs):
+        tracer = current_tracer()
+        if tracer is not None:  # qk.graph.trace is recording this call
+            return tracer.call_module(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
     # --- traversal ----------------------------------------------------------

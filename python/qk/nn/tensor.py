@@ -14,6 +14,7 @@ import contextlib
 import numpy as np
 
 _grad_enabled = True
+_tracer = None  # set by qk.graph.trace while it records a model's operations
 
 
 @contextlib.contextmanager
@@ -29,6 +30,18 @@ def no_grad():
 
 def is_grad_enabled() -> bool:
     return _grad_enabled
+
+
+def current_tracer():
+    """The qk.graph tracer recording operations now, or None."""
+    return _tracer
+
+
+def set_tracer(tracer):
+    """Installs (or, with None, removes) the tracer; returns the previous one."""
+    global _tracer
+    previous, _tracer = _tracer, tracer
+    return previous
 
 
 def _as_array(value, dtype=None) -> np.ndarray:
@@ -69,13 +82,18 @@ class Tensor:
     # --- graph ------------------------------------------------------------
 
     @staticmethod
-    def from_op(data: np.ndarray, parents: tuple, backward) -> "Tensor":
-        """The result of an operation: records the graph when any input needs a gradient."""
+    def from_op(data: np.ndarray, parents: tuple, backward, op=None) -> "Tensor":
+        """The result of an operation: records the graph when any input needs a gradient.
+
+        `op` = (graph op type, attributes, extra constant inputs) names the
+        operation for `qk.graph.trace`; operations without it cannot be traced."""
         out = Tensor(data)
         if _grad_enabled and any(p.requires_grad for p in parents):
             out.requires_grad = True
             out._parents = parents
             out._backward = backward
+        if _tracer is not None:
+            _tracer.record(out, parents, op, backward)
         return out
 
     def backward(self, grad=None) -> None:
@@ -164,7 +182,7 @@ class Tensor:
         other = self._lift(other)
         a, b = self.shape, other.shape
         return Tensor.from_op(self.data + other.data, (self, other),
-                              lambda g: (unbroadcast(g, a), unbroadcast(g, b)))
+                              lambda g: (unbroadcast(g, a), unbroadcast(g, b)), ("Add", {}, ()))
 
     __radd__ = __add__
 
@@ -172,7 +190,7 @@ class Tensor:
         other = self._lift(other)
         a, b = self.shape, other.shape
         return Tensor.from_op(self.data - other.data, (self, other),
-                              lambda g: (unbroadcast(g, a), unbroadcast(-g, b)))
+                              lambda g: (unbroadcast(g, a), unbroadcast(-g, b)), ("Sub", {}, ()))
 
     def __rsub__(self, other):
         return self._lift(other) - self
@@ -181,22 +199,27 @@ class Tensor:
         other = self._lift(other)
         x, y = self.data, other.data
         return Tensor.from_op(x * y, (self, other),
-                              lambda g: (unbroadcast(g * y, x.shape), unbroadcast(g * x, y.shape)))
+                              lambda g: (unbroadcast(g * y, x.shape), unbroadcast(g * x, y.shape)), ("Mul", {}, ()))
 
     __rmul__ = __mul__
 
     def __neg__(self):
-        return Tensor.from_op(-self.data, (self,), lambda g: (-g,))
+        return Tensor.from_op(-self.data, (self,), lambda g: (-g,), ("Neg", {}, ()))
 
     def __truediv__(self, other):
-        return self * (self._lift(other) ** -1.0)
+        other = self._lift(other)
+        x, y = self.data, other.data
+        out = x / y
+        return Tensor.from_op(out, (self, other),
+                              lambda g: (unbroadcast(g / y, x.shape), unbroadcast(-g * out / y, y.shape)),
+                              ("Div", {}, ()))
 
     def __pow__(self, exponent: float):
         if isinstance(exponent, Tensor):
             raise TypeError("exponent: expected a Python number, got a Tensor")
         x = self.data
         p = x.dtype.type(exponent)
-        return Tensor.from_op(x ** p, (self,), lambda g: (g * p * x ** (p - 1),))
+        return Tensor.from_op(x ** p, (self,), lambda g: (g * p * x ** (p - 1),), ("Pow", {}, (np.asarray(p),)))
 
     # --- linear algebra and shapes ---------------------------------------
 
@@ -213,7 +236,7 @@ class Tensor:
             gb = np.swapaxes(a, -1, -2) @ g
             return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
 
-        return Tensor.from_op(a @ b, (self, other), backward)
+        return Tensor.from_op(a @ b, (self, other), backward, ("MatMul", {}, ()))
 
     def sum(self, axis=None, keepdims: bool = False):
         shape = self.shape
@@ -223,7 +246,9 @@ class Tensor:
                 g = np.expand_dims(g, axis)
             return (np.broadcast_to(g, shape).copy(),)
 
-        return Tensor.from_op(np.asarray(self.data.sum(axis=axis, keepdims=keepdims)), (self,), backward)
+        axes = () if axis is None else (np.atleast_1d(np.asarray(axis, np.int64)),)
+        return Tensor.from_op(np.asarray(self.data.sum(axis=axis, keepdims=keepdims)), (self,), backward,
+                              ("ReduceSum", {"keepdims": int(keepdims)}, axes))
 
     def mean(self, axis=None, keepdims: bool = False):
         count = self.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
@@ -233,7 +258,9 @@ class Tensor:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         old = self.shape
-        return Tensor.from_op(self.data.reshape(shape), (self,), lambda g: (g.reshape(old),))
+        out = self.data.reshape(shape)
+        return Tensor.from_op(out, (self,), lambda g: (g.reshape(old),),
+                              ("Reshape", {}, (np.asarray(shape, np.int64).reshape(-1),)))
 
     def flatten(self, start_dim: int = 1):
         return self.reshape(self.shape[:start_dim] + (-1,))
@@ -242,7 +269,8 @@ class Tensor:
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
         axes = tuple(axes) if axes else tuple(reversed(range(self.ndim)))
         inverse = tuple(np.argsort(axes))
-        return Tensor.from_op(self.data.transpose(axes), (self,), lambda g: (g.transpose(inverse),))
+        return Tensor.from_op(self.data.transpose(axes), (self,), lambda g: (g.transpose(inverse),),
+                              ("Transpose", {"perm": list(axes)}, ()))
 
     @property
     def T(self):
