@@ -243,62 +243,68 @@ def _pool_check(attrs, n_in, n_out):
         raise ValueError("attribute storage_order=1 is not supported")
 
 
-@register("MaxPool", check=_pool_check)
-def _max_pool(attrs, x):
+def _pool(attrs, x, pad_value, combine):
+    """The frame the 2-D pools share (1-D runs as 2-D): geometry, the padded
+    canvas, its taps, and the backward that scatters tap gradients back.
+    `combine(views, canvas_shape, geometry) -> (out, grad_taps)`, where
+    grad_taps(g) gives the gradient of each tap, stacked on axis 2."""
     x = as_tensor(x)
     one_d = x.ndim == 3
     x4 = x.reshape(x.shape[:2] + (1,) + x.shape[2:]) if one_d else x
     kernel, strides, dil, pads, extra, (oh, ow) = _pool_geometry(attrs, x.shape)
     xd = x4.data
     widths = ((0, 0), (0, 0), (pads[0], pads[2] + extra[0]), (pads[1], pads[3] + extra[1]))
-    xp = np.pad(xd, widths, constant_values=-np.inf) if any(np.ravel(widths)) else xd
-    taps = _taps(xp, kernel[0], kernel[1], strides, dil, oh, ow)
-    out = taps[0][2].copy()
-    record = is_grad_enabled() and x.requires_grad
-    arg = np.zeros(out.shape, np.intp) if record else None
-    for t, (_, _, view) in enumerate(taps[1:], start=1):
-        if record:
-            arg[view > out] = t
-        np.maximum(out, view, out=out)
+    xp = np.pad(xd, widths, constant_values=pad_value) if any(np.ravel(widths)) else xd
+    geometry = (kernel, strides, dil, pads, extra, (oh, ow), xd.shape)
+    out, grad_taps = combine([v for _, _, v in _taps(xp, kernel[0], kernel[1], strides, dil, oh, ow)],
+                             xp.shape, geometry)
 
     def backward(g):
-        cols = np.stack([g * (arg == t) for t in range(len(taps))], axis=2)
-        gxp = _scatter_taps(xp.shape, cols, kernel[0], kernel[1], strides, dil, oh, ow, xd.dtype)
-        return (gxp[:, :, pads[0]: pads[0] + xd.shape[2], pads[1]: pads[1] + xd.shape[3]],)
-
-    y = Tensor.from_op(out, (x4,), backward)
-    return y.reshape(y.shape[:2] + y.shape[3:]) if one_d else y
-
-
-@register("AveragePool", check=_check_window)
-def _average_pool(attrs, x):
-    x = as_tensor(x)
-    one_d = x.ndim == 3
-    x4 = x.reshape(x.shape[:2] + (1,) + x.shape[2:]) if one_d else x
-    kernel, strides, dil, pads, extra, (oh, ow) = _pool_geometry(attrs, x.shape)
-    xd = x4.data
-    widths = ((0, 0), (0, 0), (pads[0], pads[2] + extra[0]), (pads[1], pads[3] + extra[1]))
-    xp = np.pad(xd, widths)
-    # The divisor counts real elements, plus explicit padding with count_include_pad;
-    # ceil_mode's overhang is never counted.
-    mask = np.zeros((1, 1) + xp.shape[2:], xd.dtype)
-    if attrs.get("count_include_pad", 0):
-        mask[:, :, : xp.shape[2] - extra[0], : xp.shape[3] - extra[1]] = 1
-    else:
-        mask[:, :, pads[0]: pads[0] + xd.shape[2], pads[1]: pads[1] + xd.shape[3]] = 1
-    taps = _taps(xp, kernel[0], kernel[1], strides, dil, oh, ow)
-    count = sum(v for _, _, v in _taps(mask, kernel[0], kernel[1], strides, dil, oh, ow))
-    inv = (1.0 / np.maximum(count, 1)).astype(xd.dtype)
-    out = sum(v for _, _, v in taps) * inv
-
-    def backward(g):
-        gi = g * inv
-        cols = np.broadcast_to(gi[:, :, None], gi.shape[:2] + (len(taps),) + gi.shape[2:])
-        gxp = _scatter_taps(xp.shape, cols, kernel[0], kernel[1], strides, dil, oh, ow, xd.dtype)
+        gxp = _scatter_taps(xp.shape, grad_taps(g), kernel[0], kernel[1], strides, dil, oh, ow, xd.dtype)
         return (gxp[:, :, pads[0]: pads[0] + xd.shape[2], pads[1]: pads[1] + xd.shape[3]],)
 
     y = Tensor.from_op(np.ascontiguousarray(out, dtype=xd.dtype), (x4,), backward)
     return y.reshape(y.shape[:2] + y.shape[3:]) if one_d else y
+
+
+@register("MaxPool", check=_pool_check)
+def _max_pool(attrs, x):
+    record = is_grad_enabled() and isinstance(x, Tensor) and x.requires_grad
+
+    def combine(views, canvas_shape, geometry):
+        out = views[0].copy()
+        arg = np.zeros(out.shape, np.intp) if record else None
+        for t, view in enumerate(views[1:], start=1):
+            if record:
+                arg[view > out] = t  # strict ">": the first maximal tap wins
+            np.maximum(out, view, out=out)
+        return out, lambda g: np.stack([g * (arg == t) for t in range(len(views))], axis=2)
+
+    return _pool(attrs, x, -np.inf, combine)
+
+
+@register("AveragePool", check=_check_window)
+def _average_pool(attrs, x):
+    include_pad = bool(attrs.get("count_include_pad", 0))
+
+    def combine(views, canvas_shape, geometry):
+        kernel, strides, dil, pads, extra, (oh, ow), shape = geometry
+        # The divisor counts real elements, plus explicit padding with count_include_pad;
+        # ceil_mode's overhang is never counted.
+        mask = np.zeros((1, 1) + canvas_shape[2:], views[0].dtype)
+        if include_pad:
+            mask[:, :, : canvas_shape[2] - extra[0], : canvas_shape[3] - extra[1]] = 1
+        else:
+            mask[:, :, pads[0]: pads[0] + shape[2], pads[1]: pads[1] + shape[3]] = 1
+        count = sum(v for _, _, v in _taps(mask, kernel[0], kernel[1], strides, dil, oh, ow))
+        inv = (1.0 / np.maximum(count, 1)).astype(views[0].dtype)
+
+        def grad_taps(g):
+            gi = g * inv
+            return np.broadcast_to(gi[:, :, None], gi.shape[:2] + (len(views),) + gi.shape[2:])
+        return sum(views) * inv, grad_taps
+
+    return _pool(attrs, x, 0, combine)
 
 
 @register("GlobalAveragePool")
