@@ -13,7 +13,9 @@ from ..nn import (
     GELU, BatchNorm1d, BatchNorm2d, Dropout, Flatten, Identity, LeakyReLU, MaxPool2d, Module, ReLU, Sequential,
     Tanh, Tensor, no_grad,
 )
+from ..graph import GraphModule
 from ..nn.functional import im2col
+from ..quantization import graph as graph_ptq
 from ..quant import FP16, INT8_DYNAMIC, INT8_STATIC, NotCalibratedError, QConfig, QScheme
 from .graph import QUANTIZABLE, fold_batchnorm, quantizable_layers, relu_follows, replace_layer
 from .layers import DynamicInt8Core, FP16Core, QuantizedLayer, StaticInt8Core, WeightOnlyCore, conv_geometry
@@ -82,11 +84,16 @@ def check_supported(model: Module, unsupported: str) -> None:
             warnings.warn(message, stacklevel=3)
 
 
-def prepare(model: Module, qconfig: QConfig = INT8_STATIC, *, layers: dict | None = None,
+def prepare(model: Module, qconfig: QConfig = INT8_STATIC, *, layers: dict | None = None, exclude=(),
             rounding: str = "nearest", bias_correction: bool = False, group_size: int | None = None,
             unsupported: str = "warn") -> Module:
     """A copy of `model` (eval mode, BatchNorm folded) whose Linear/Conv2d
     layers record what calibration needs.
+
+    A `qk.graph.GraphModule` (an imported ONNX model) goes through
+    `qk.quantization.graph.prepare`: Conv/Gemm/MatMul/Linear nodes with constant
+    weights, static or dynamic INT8, `layers` and `exclude` by node name or
+    op type (the rounding options are for qk.nn models only, so far).
 
     qconfig: how every quantizable layer is quantized; `layers` overrides it
         per layer name (a QConfig, or None to keep that layer in float32).
@@ -98,12 +105,17 @@ def prepare(model: Module, qconfig: QConfig = INT8_STATIC, *, layers: dict | Non
     unsupported: what to do with other layers that hold weights: "warn"
         (keep them in float32 with a warning), "error" or "ignore".
     """
+    if isinstance(model, GraphModule):
+        if rounding != "nearest" or bias_correction or group_size is not None:
+            raise ValueError("rounding/bias_correction/group_size: not supported on graphs yet")
+        return graph_ptq.prepare(model, qconfig, layers=layers, exclude=exclude)
     if not isinstance(model, Module):
         raise TypeError(f"model: expected a qk.nn.Module, got {type(model).__name__}")
     if not isinstance(qconfig, QConfig):
         raise TypeError(f"qconfig: expected a qk.quant.QConfig, got {type(qconfig).__name__}")
     _check_options(rounding, bias_correction, group_size)
     layers = dict(layers or {})
+    layers.update({name: None for name in exclude})
     prepared = copy.deepcopy(model).eval()
     fold_batchnorm(prepared)
     check_supported(prepared, unsupported)
@@ -139,7 +151,10 @@ def _batches(data, batch_size: int):
 
 def calibrate(prepared: Module, data, *, batch_size: int = 256, progress: bool = True) -> Module:
     """Runs `data` (an array of inputs, an (inputs, labels) pair, or an iterable
-    of batches) through the prepared model so its observers see the ranges."""
+    of batches) through the prepared model so its observers see the ranges.
+    For a prepared graph, batches may also be feed dicts (several inputs)."""
+    if isinstance(prepared, graph_ptq.PreparedGraph):
+        return graph_ptq.calibrate(prepared, data, progress=progress)
     observed = _observed(prepared)
     if not observed:
         raise ValueError("prepared: no observed layers; call qk.ptq.prepare(model, qconfig) first")
@@ -251,7 +266,10 @@ def _make_core(name: str, obs: ObservedLayer, options: dict):
 
 def convert(prepared: Module) -> Module:
     """The quantized model: every observed layer becomes a `QuantizedLayer`
-    running on qk's kernels, and a ReLU right after it is fused into it."""
+    running on qk's kernels, and a ReLU right after it is fused into it.
+    A prepared graph converts to a GraphModule with integer nodes."""
+    if isinstance(prepared, graph_ptq.PreparedGraph):
+        return graph_ptq.convert(prepared)
     if not isinstance(prepared, Module):
         raise TypeError(f"prepared: expected a qk.nn.Module, got {type(prepared).__name__}")
     observed = _observed(prepared)
@@ -293,6 +311,8 @@ def quantize_dynamic(model: Module, qconfig: QConfig = INT8_DYNAMIC, **options) 
     """int8 weights, activations quantized per batch at run time; no calibration data."""
     if qconfig.mode != "dynamic":
         raise ValueError(f"qconfig: expected a dynamic config (mode='dynamic'), got mode={qconfig.mode!r}")
+    if isinstance(model, GraphModule):
+        return graph_ptq.quantize_dynamic(model, qconfig, **options)
     return _convert_without_data(model, qconfig, **options)
 
 

@@ -1,0 +1,247 @@
+"""qk Graph -> ONNX, with quantized layers as the patterns ONNX Runtime runs
+on integer kernels.
+
+- static INT8 layers: QuantizeLinear/DequantizeLinear around the uint8
+  activation, the weight stored as int8 with a per-channel DequantizeLinear
+  (axis 0 for Conv [O, I, kh, kw], axis 1 for MatMul [K, N]) and an int32 bias
+  with scale x_scale * w_scale (the QDQ format);
+- dynamic INT8 layers: DynamicQuantizeLinear + MatMulInteger / ConvInteger,
+  then the float rescale and bias;
+- float nodes as they are (qk's fused Linear as MatMul + Add).
+The opset is the model's, raised to 13 (per-channel DequantizeLinear) and to
+what the fused ops need (LayerNormalization 17, Gelu 20).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+from ..graph import GraphModule
+from ..ptq.layers import DynamicInt8Core
+from .importer import _onnx
+
+
+class _Writer:
+    def __init__(self, g, opset):
+        self.onnx = _onnx()
+        self.g, self.opset = g, opset
+        self.nodes, self.inits, self.used = [], {}, set()
+
+    def name(self, base):
+        base = base.replace(" ", "_")
+        name, i = base, 1
+        taken = set(self.g.values) | set(self.inits) | self.used
+        while name in taken:
+            name, i = f"{base}_{i}", i + 1
+        self.used.add(name)
+        return name
+
+    def const(self, base, arr):
+        name = self.name(base)
+        self.inits[name] = np.asarray(arr)
+        return name
+
+    def node(self, op, inputs, outputs, name="", **attrs):
+        h = self.onnx.helper
+        clean = {}
+        for k, v in attrs.items():
+            if isinstance(v, np.ndarray):
+                v = self.onnx.numpy_helper.from_array(v)
+            elif isinstance(v, tuple):
+                v = list(v)
+            clean[k] = v
+        self.nodes.append(h.make_node(op, list(inputs), list(outputs), name=name or self.name(op), **clean))
+
+    # --- quantized layers -----------------------------------------------------------------------
+
+    def qdq_input(self, x, core, base):
+        s = self.const(f"{base}.x_scale", np.float32(core.x_scale))
+        zp = self.const(f"{base}.x_zero_point", np.uint8(core.x_zero_point))
+        q, dq = self.name(f"{base}.x_q"), self.name(f"{base}.x_dq")
+        self.node("QuantizeLinear", [x, s, zp], [q])
+        self.node("DequantizeLinear", [q, s, zp], [dq])
+        return dq
+
+    def dq_weight(self, wq, w_scale, axis, base):
+        w = self.const(f"{base}.weight_q", wq.astype(np.int8))
+        s = self.const(f"{base}.w_scale", np.asarray(w_scale, np.float32))
+        out = self.name(f"{base}.weight")
+        self.node("DequantizeLinear", [w, s, self.const(f"{base}.w_zero_point", np.zeros(len(w_scale), np.int8))],
+                  [out], axis=axis)
+        return out
+
+    def dq_bias(self, bias, scale, base):
+        """int32 bias on the grid x_scale * w_scale: exact for the integer kernels."""
+        if bias is None:
+            return None
+        q = np.clip(np.rint(bias.astype(np.float64) / scale), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+        b = self.const(f"{base}.bias_q", q)
+        s = self.const(f"{base}.bias_scale", scale.astype(np.float32))
+        out = self.name(f"{base}.bias")
+        self.node("DequantizeLinear", [b, s, self.const(f"{base}.bias_zero_point", np.zeros(len(q), np.int32))],
+                  [out], axis=0)
+        return out
+
+    def dynamic_rescale(self, acc, core, x_scale, shape, base, out):
+        f = self.name(f"{base}.acc_f")
+        self.node("Cast", [acc], [f], to=self.onnx.TensorProto.FLOAT)
+        scaled = self.name(f"{base}.scaled")
+        self.node("Mul", [f, x_scale], [scaled])
+        y = self.name(f"{base}.y")
+        self.node("Mul", [scaled, self.const(f"{base}.w_scale", core.w_scale.reshape(shape))], [y])
+        return self.finish(y, core.bias, shape, core.relu, base, out)
+
+    def finish(self, y, bias, shape, relu, base, out):
+        if bias is not None:
+            yb = out if not relu else self.name(f"{base}.biased")
+            self.node("Add", [y, self.const(f"{base}.bias", bias.reshape(shape))], [yb])
+            y = yb
+        if relu:
+            self.node("Relu", [y], [out])
+        elif y != out:
+            self.node("Identity", [y], [out])
+
+    def quantized_linear(self, n):
+        core, base, x, out = n.attrs["core"], n.name, n.inputs[0], n.outputs[0]
+        if isinstance(core, DynamicInt8Core):
+            xq, xs, xzp = (self.name(f"{base}.x_{k}") for k in ("q", "scale", "zero_point"))
+            self.node("DynamicQuantizeLinear", [x], [xq, xs, xzp])
+            acc = self.name(f"{base}.acc")
+            w = self.const(f"{base}.weight_q", core.weight_q.T.copy())
+            self.node("MatMulInteger", [xq, w, xzp], [acc])
+            return self.dynamic_rescale(acc, core, xs, (-1,), base, out)
+        xdq = self.qdq_input(x, core, base)
+        w = self.dq_weight(core.weight_q.T.copy(), core.w_scale, 1, base)
+        mm = self.name(f"{base}.matmul")
+        self.node("MatMul", [xdq, w], [mm])
+        b = self.dq_bias(core.bias, np.float32(core.x_scale) * core.w_scale.astype(np.float64), base)
+        if b is None:
+            return self.finish(mm, None, None, core.relu, base, out)
+        y = out if not core.relu else self.name(f"{base}.biased")
+        self.node("Add", [mm, b], [y])
+        if core.relu:
+            self.node("Relu", [y], [out])
+
+    def quantized_conv(self, n):
+        a, base, x, out = n.attrs, n.name, n.inputs[0], n.outputs[0]
+        kh, kw = a["kernel"]
+        cores = a["cores"] or [a["depthwise"].core]
+        wq = np.concatenate([c.weight_q for c in cores])
+        o = wq.shape[0]
+        wq = wq.reshape(o, -1, kh, kw)
+        w_scale = np.concatenate([c.w_scale for c in cores])
+        bias = None if cores[0].bias is None else np.concatenate([c.bias for c in cores])
+        conv_attrs = {k: a[k] for k in ("strides", "dilations", "pads", "auto_pad") if k in a}
+        conv_attrs.update(group=a["group"], kernel_shape=[kh, kw])
+        core = cores[0]
+        if isinstance(core, DynamicInt8Core):
+            xq, xs, xzp = (self.name(f"{base}.x_{k}") for k in ("q", "scale", "zero_point"))
+            self.node("DynamicQuantizeLinear", [x], [xq, xs, xzp])
+            acc = self.name(f"{base}.acc")
+            self.node("ConvInteger", [xq, self.const(f"{base}.weight_q", wq.astype(np.int8)), xzp], [acc],
+                      **conv_attrs)
+            merged = DynamicInt8Core.__new__(DynamicInt8Core)
+            merged.w_scale, merged.bias, merged.relu = w_scale, bias, core.relu
+            return self.dynamic_rescale(acc, merged, xs, (1, -1, 1, 1), base, out)
+        xdq = self.qdq_input(x, core, base)
+        w = self.dq_weight(wq, w_scale, 0, base)
+        b = self.dq_bias(bias, np.float32(core.x_scale) * w_scale.astype(np.float64), base)
+        y = out if not core.relu else self.name(f"{base}.conv")
+        self.node("Conv", [xdq, w] + ([b] if b else []), [y], **conv_attrs)
+        if core.relu:
+            self.node("Relu", [y], [out])
+
+    # --- float nodes ----------------------------------------------------------------------------------
+
+    def float_node(self, n):
+        attrs = {k: v for k, v in n.attrs.items() if not k.startswith("_")}
+        op, inputs = n.op_type, list(n.inputs)
+        if op == "Linear":
+            mm = n.outputs[0] if len(inputs) < 3 or not inputs[2] else self.name(f"{n.name}.matmul")
+            self.node("MatMul", inputs[:2], [mm], name=n.name)
+            if mm != n.outputs[0]:
+                self.node("Add", [mm, inputs[2]], n.outputs)
+            return
+        if op == "Cast":
+            attrs["to"] = self.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(attrs["to"]))
+        if op in ("ReduceMean", "ReduceMax", "ReduceMin") and self.opset < 18 and len(inputs) > 1 and inputs[1]:
+            attrs["axes"] = [int(v) for v in self.g.constants[inputs[1]].ravel()]
+            inputs = inputs[:1]
+        if op in ("Softmax", "LogSoftmax") and attrs.pop("coerce_2d", 0):
+            flat, soft, shape = (self.name(f"{n.name}.{k}") for k in ("flat", "soft", "shape"))
+            self.node("Flatten", inputs[:1], [flat], axis=attrs.get("axis", 1))
+            self.node(op, [flat], [soft], axis=-1)
+            self.node("Shape", inputs[:1], [shape])
+            self.node("Reshape", [soft, shape], n.outputs, name=n.name)
+            return
+        while inputs and not inputs[-1]:
+            inputs.pop()
+        self.node(op, inputs, n.outputs, name=n.name, **attrs)
+
+
+def _opset(g) -> int:
+    ops = set(g.op_histogram())
+    need = 13
+    if "LayerNormalization" in ops:
+        need = max(need, 17)
+    if "Gelu" in ops:
+        need = max(need, 20)
+    return max(int(g.metadata.get("opset", 13)), need)
+
+
+def to_onnx(model: GraphModule):
+    """The onnx.ModelProto of a (quantized or float) GraphModule."""
+    onnx = _onnx()
+    if not isinstance(model, GraphModule):
+        raise TypeError(f"model: expected a qk.graph.GraphModule, got {type(model).__name__}")
+    g = model.infer_shapes()
+    w = _Writer(g, _opset(g))
+    for n in g.nodes:
+        if n.op_type == "QuantizedLinear":
+            w.quantized_linear(n)
+        elif n.op_type == "QuantizedConv":
+            w.quantized_conv(n)
+        else:
+            w.float_node(n)
+    read = {i for node in w.nodes for i in node.input}
+    inits = dict(w.inits)
+    inits.update({k: v for k, v in g.constants.items() if k in read and k not in inits})
+    h = onnx.helper
+
+    def info(name, is_input):
+        """Inputs keep their declared dimensions; outputs get the inferred rank, every dimension symbolic."""
+        v = g.values[name]
+        dtype = h.np_dtype_to_tensor_dtype(np.dtype(v.dtype or np.float32))
+        shape = [d if d is not None and is_input else f"{name}_dim{i}" for i, d in enumerate(v.shape or ())]
+        return h.make_tensor_value_info(name, dtype, shape)
+
+    graph = h.make_graph(w.nodes, g.metadata.get("graph_name") or "qk", [info(i, True) for i in g.inputs],
+                         [info(o, False) for o in g.outputs],
+                         initializer=[onnx.numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    proto = h.make_model(graph, opset_imports=[h.make_opsetid("", w.opset)], producer_name="qk")
+    proto.ir_version = min(proto.ir_version, 10)
+    props = dict(g.metadata.get("metadata_props") or {})
+    if props:
+        h.set_model_props(proto, props)
+    return proto
+
+
+def export(model: GraphModule, path) -> None:
+    """Writes `model` to `path` as ONNX (checked with onnx.checker, full_check),
+    atomically: a crash never leaves a half-written file in place."""
+    onnx = _onnx()
+    proto = to_onnx(model)
+    onnx.checker.check_model(proto, full_check=True)
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".onnx.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(proto.SerializeToString())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,288 @@
+"""Post-training quantization of any Graph: observers on values, layers found
+by pattern, integer layers on qk's kernels.
+
+Quantized by default: Conv, Gemm, MatMul and Linear whose weight is a
+constant (static INT8: uint8 affine activations from calibration, int8
+symmetric per-channel weights; or dynamic INT8), with the bias and a ReLU
+that is the layer's only reader fused into the kernel's epilogue. Every
+other op (Add, Softmax, LayerNorm, pooling, activation x activation MatMul,
+the attention-mask path) stays float. Observers sit on values (graph edges):
+two layers reading the same activation share one observer. A value whose
+range is dominated by huge constants (|x| >= HUGE or non-finite, as additive
+attention masks of -1e4 .. -3.4e38) is never quantized: its layer stays
+float and a warning names it.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import numpy as np
+
+from ..graph import Graph, GraphModule, Node
+from ..graph import ops as graph_ops
+from ..graph.ops_nn import _spatial_attrs, _taps, _out_size
+from ..nn.tensor import Tensor, no_grad
+from ..ptq.layers import DynamicInt8Core
+from ..quant import INT8_STATIC, QConfig
+from ..quant.observers import NotCalibratedError
+
+HUGE = 1e4
+LAYER_OPS = ("Conv", "Gemm", "MatMul", "Linear")
+
+
+def layer_weight(g: Graph, node: Node):
+    """(weight (N, K) float32 with K in the input's channel order, bias (N,) or
+    None) of a quantizable node, or None when the node is not a layer with
+    constant weights qk can quantize."""
+    if node.op_type not in LAYER_OPS or len(node.inputs) < 2:
+        return None
+    w = g.constants.get(node.inputs[1])
+    b_name = node.inputs[2] if len(node.inputs) > 2 else ""
+    b = g.constants.get(b_name) if b_name else None
+    if w is None or w.dtype.kind != "f" or (b_name and b is None):
+        return None
+    if node.op_type == "Conv":
+        if w.ndim != 4:
+            return None
+        wk = w.reshape(w.shape[0], -1)
+    elif node.op_type == "Gemm":
+        if w.ndim != 2 or node.attrs.get("transA", 0):
+            return None
+        wk = (w if node.attrs.get("transB", 0) else w.T) * node.attrs.get("alpha", 1.0)
+        if b is not None:
+            if b.size not in (1, wk.shape[0]) or (b.ndim == 2 and b.shape[0] != 1):
+                return None
+            b = np.broadcast_to(b.reshape(-1), (wk.shape[0],)) * node.attrs.get("beta", 1.0)
+    else:
+        if w.ndim != 2:
+            return None
+        wk = w.T
+    return np.ascontiguousarray(wk, np.float32), None if b is None else np.asarray(b, np.float32).reshape(-1)
+
+
+def _relu_after(g: Graph, node: Node):
+    nxt = g.only_consumer(node.outputs[0])
+    return nxt if nxt is not None and nxt.op_type == "Relu" else None
+
+
+class PreparedGraph(GraphModule):
+    """A GraphModule whose runs feed the observers of the values its layers read."""
+
+    def __init__(self, graph: Graph, plan: dict, observers: dict):
+        super().__init__(graph)
+        object.__setattr__(self, "quant_plan", plan)  # node name -> QConfig
+        object.__setattr__(self, "observers", observers)  # value name -> observer
+        object.__setattr__(self, "huge", {})  # value name -> largest |x| seen (or inf)
+        object.__setattr__(self, "batches", 0)
+
+    def execute(self, feeds: dict) -> dict:
+        env = super().execute(feeds)
+        for name, obs in self.observers.items():
+            x = graph_ops.data_of(env[name])
+            if x.size == 0:
+                continue
+            finite = np.isfinite(x)
+            peak = float(np.abs(x[finite]).max()) if finite.any() else np.inf
+            if not finite.all() or peak >= HUGE:
+                self.huge[name] = max(self.huge.get(name, 0.0), np.inf if not finite.all() else peak)
+            obs.observe(np.ascontiguousarray(x, np.float32))
+        object.__setattr__(self, "batches", self.batches + 1)
+        return env
+
+
+def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict | None = None,
+            exclude=()) -> PreparedGraph:
+    """Graph PTQ, step 1: which nodes are quantized, and observers on their inputs.
+
+    `layers` maps node names or op types to a QConfig (or None: keep float);
+    `exclude` lists node names or op types to keep float."""
+    if not isinstance(model, GraphModule):
+        raise TypeError(f"model: expected a qk.graph.GraphModule, got {type(model).__name__}")
+    if not isinstance(qconfig, QConfig):
+        raise TypeError(f"qconfig: expected a qk.quant.QConfig, got {type(qconfig).__name__}")
+    if qconfig.mode not in ("static", "dynamic"):
+        raise ValueError(f"qconfig: graph PTQ supports static and dynamic INT8 so far, got mode {qconfig.mode!r}")
+    g = model.graph.copy()
+    layers = dict(layers or {})
+    exclude = set(exclude)
+    names = {n.name for n in g.nodes} | {n.op_type for n in g.nodes}
+    unknown = sorted((set(layers) | exclude) - names)
+    if unknown:
+        raise ValueError(f"layers/exclude: the graph has no node or op type {unknown}")
+    plan, observers = {}, {}
+    for node in g.nodes:
+        if layer_weight(g, node) is None or node.name in exclude or node.op_type in exclude:
+            continue
+        cfg = layers.get(node.name, layers.get(node.op_type, qconfig))
+        if cfg is None:
+            continue
+        if not isinstance(cfg, QConfig) or cfg.mode not in ("static", "dynamic"):
+            raise TypeError(f"layers[{node.name!r}]: expected a static or dynamic QConfig or None, got {cfg!r}")
+        plan[node.name] = cfg
+        if cfg.mode == "static" and node.inputs[0] not in observers:
+            observers[node.inputs[0]] = cfg.make_activation_observer()
+    return PreparedGraph(g, plan, observers)
+
+
+def _feeds_of(batch, input_names):
+    if isinstance(batch, dict):
+        return batch
+    if len(input_names) != 1:
+        raise ValueError(f"data: the model has inputs {input_names}; give batches as dicts of name -> array")
+    return {input_names[0]: batch}
+
+
+def calibrate(prepared: PreparedGraph, data, *, progress: bool = True) -> PreparedGraph:
+    """Graph PTQ, step 2: runs `data` (an array of samples for a single-input
+    model, split into batches of 32, or an iterable of arrays or feed dicts)
+    so the observers see the ranges. Batches may differ in shape (padded
+    sequences of any length)."""
+    if not isinstance(prepared, PreparedGraph):
+        raise TypeError(f"prepared: expected the result of qk.ptq.prepare, got {type(prepared).__name__}")
+    batches = [data[i: i + 32] for i in range(0, len(data), 32)] if isinstance(data, np.ndarray) else data
+    seen = 0
+    with no_grad():
+        for batch in batches:
+            prepared.run(_feeds_of(batch, prepared.input_names))
+            seen += 1
+            if progress:
+                print(f"\rcalibrating: {seen} batches", end="", file=sys.stderr)
+    if progress and seen:
+        print(file=sys.stderr)
+    if seen == 0:
+        raise ValueError("data: calibration got no batches")
+    return prepared
+
+
+# --- quantized ops -------------------------------------------------------------------------------
+
+
+def _run_linear(attrs, x):
+    core = attrs["core"]
+    xd = graph_ops.data_of(x).astype(np.float32, copy=False)
+    y = core.matmul(core.prepare_input(np.ascontiguousarray(xd)))
+    return Tensor(np.asarray(y, np.float32))
+
+
+def _run_conv(attrs, x):
+    cores, depthwise = attrs["cores"], attrs.get("depthwise")
+    xd = np.ascontiguousarray(graph_ops.data_of(x), np.float32)
+    if xd.ndim != 4:
+        raise ValueError(f"input: quantized Conv expects (N, C, H, W), got shape {xd.shape}")
+    kh, kw = attrs["kernel"]
+    strides, dil, pads = _spatial_attrs(attrs, xd.shape[2:], (kh, kw))
+    first = cores[0] if cores else depthwise
+    xq = first.prepare_input(xd)
+    n, c, h, w = xq.shape
+    oh = _out_size(h, kh, strides[0], dil[0], pads[0], pads[2])
+    ow = _out_size(w, kw, strides[1], dil[1], pads[1], pads[3])
+    xp = np.pad(xq, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])), constant_values=first.pad_value)
+    taps = [v for _, _, v in _taps(xp, kh, kw, strides, dil, oh, ow)]
+    if depthwise is not None:
+        return Tensor(depthwise.run(taps))
+    groups = len(cores)
+    cg = c // groups
+    cols = np.stack(taps, axis=2).transpose(0, 3, 4, 1, 2)  # (N, OH, OW, C, K)
+    outs = [core.matmul(np.ascontiguousarray(cols[..., i * cg:(i + 1) * cg, :]).reshape(n * oh * ow, -1))
+            for i, core in enumerate(cores)]
+    y = np.concatenate(outs, axis=1) if groups > 1 else outs[0]
+    return Tensor(np.ascontiguousarray(y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)))
+
+
+class DepthwiseInt8:
+    """A depthwise convolution (one input channel per output channel) in exact
+    int32 arithmetic over the kernel taps, with the static epilogue
+    y = x_scale * w_scale[c] * sum_t (x_t - x_zp) * w[c, t] + bias[c] (then ReLU)."""
+
+    def __init__(self, core):
+        self.core = core
+        self.pad_value = core.pad_value
+        self.w = core.weight_q.astype(np.int32)  # (C, K)
+        self.scale = (np.float32(core.x_scale) * core.w_scale).astype(np.float32).reshape(1, -1, 1, 1)
+        self.bias = None if core.bias is None else core.bias.reshape(1, -1, 1, 1)
+
+    def prepare_input(self, x):
+        return self.core.prepare_input(x)
+
+    def run(self, taps):
+        zp = np.int32(self.core.x_zero_point)
+        acc = None
+        for t, view in enumerate(taps):
+            term = (view.astype(np.int32) - zp) * self.w[:, t].reshape(1, -1, 1, 1)
+            acc = term if acc is None else acc + term
+        y = acc.astype(np.float32) * self.scale
+        if self.bias is not None:
+            y += self.bias
+        return np.maximum(y, 0, out=y) if self.core.relu else y
+
+
+graph_ops.register("QuantizedLinear")(_run_linear)
+graph_ops.register("QuantizedConv")(_run_conv)
+
+
+def _core(cfg: QConfig, w: np.ndarray, b, obs, relu: bool):
+    from ..ptq.workflow import static_int8_core, weight_qparams
+
+    scale = weight_qparams(w, cfg)
+    if cfg.mode == "dynamic":
+        q = cfg.weight.with_axis(0).quantize(np.ascontiguousarray(w), scale, 0)
+        return DynamicInt8Core(q, scale, b, relu, cfg.weight.bits)
+    x_scale, x_zp = obs.qparams()
+    return static_int8_core(w, scale, b, float(np.asarray(x_scale).reshape(-1)[0]),
+                            int(np.asarray(x_zp).reshape(-1)[0]), relu, cfg)
+
+
+def convert(prepared: PreparedGraph) -> GraphModule:
+    """Graph PTQ, step 3: the integer model. Each planned layer becomes a
+    QuantizedLinear or QuantizedConv node on qk's int8 kernels (bias and a
+    following ReLU fused); everything else is the float graph as it was."""
+    if not isinstance(prepared, PreparedGraph):
+        raise TypeError(f"prepared: expected the result of qk.ptq.prepare, got {type(prepared).__name__}")
+    g = prepared.graph.copy()
+    for value, peak in prepared.huge.items():
+        readers = [n for n in g.consumers(value) if n.name in prepared.quant_plan]
+        warnings.warn(f"value {value!r} (read by {[n.name for n in readers]}) reaches |x| = {peak:.3g} >= {HUGE:g} "
+                      "(an attention mask or another huge constant): those layers stay float", stacklevel=2)
+    for node in list(g.nodes):
+        cfg = prepared.quant_plan.get(node.name)
+        if cfg is None or (cfg.mode == "static" and node.inputs[0] in prepared.huge):
+            continue
+        obs = prepared.observers.get(node.inputs[0])
+        if cfg.mode == "static" and (obs is None or not obs.observed):
+            raise NotCalibratedError(f"node {node.name!r}: its input {node.inputs[0]!r} was never observed; "
+                                     "run qk.ptq.calibrate(prepared, data) before convert")
+        w, b = layer_weight(g, node)
+        relu = _relu_after(g, node)
+        out = relu.outputs[0] if relu is not None else node.outputs[0]
+        info = {"scheme": f"int8 {cfg.mode}", "weight": node.inputs[1], "relu": relu is not None,
+                "source_op": node.op_type}
+        if node.op_type == "Conv":
+            groups = node.attrs.get("group", 1)
+            o = w.shape[0]
+            kh, kw = g.constants[node.inputs[1]].shape[2:]
+            attrs = {k: v for k, v in node.attrs.items() if k in ("strides", "dilations", "pads", "auto_pad")}
+            attrs.update(kernel=(kh, kw), group=groups, **info)
+            wg = w.reshape(groups, o // groups, -1)
+            bg = None if b is None else b.reshape(groups, -1)
+            if groups > 1 and wg.shape[1] == 1 and w.shape[1] == kh * kw and cfg.mode == "static":
+                attrs["depthwise"] = DepthwiseInt8(_core(cfg, w, b, obs, relu is not None))
+                attrs["cores"] = []
+            else:
+                attrs["cores"] = [_core(cfg, wg[i], None if bg is None else bg[i], obs, relu is not None)
+                                  for i in range(groups)]
+            new = Node("QuantizedConv", [node.inputs[0]], [out], attrs, node.name)
+        else:
+            new = Node("QuantizedLinear", [node.inputs[0]], [out],
+                       dict(core=_core(cfg, w, b, obs, relu is not None), **info), node.name)
+        g.replace([node] + ([relu] if relu is not None else []), [new])
+    g.remove_dead()
+    return GraphModule(g)
+
+
+def quantize_dynamic(model: GraphModule, qconfig: QConfig | None = None, **options) -> GraphModule:
+    """Dynamic INT8 of every quantizable layer (activations quantized per batch); no calibration."""
+    from ..quant import INT8_DYNAMIC
+
+    return convert(prepare(model, qconfig or INT8_DYNAMIC, **options))
