@@ -808,3 +808,4 @@ def _range(attrs, start, limit, delta):
 
 
 from . import ops_nn  # noqa: E402,F401  (registers the convolution, pooling, normalization and resize ops)
+from . import ops_quant  # noqa: E402,F401  (the ONNX quantization ops: QDQ and integer-op models)

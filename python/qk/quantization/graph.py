@@ -134,6 +134,13 @@ def _feeds_of(batch, input_names):
     return {input_names[0]: batch}
 
 
+def progress_bar(label: str, done: int, total: int | None, width: int = 30) -> str:
+    if not total:
+        return f"{label}: {done} batches"
+    filled = round(width * done / total)
+    return f"{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} batches"
+
+
 def calibrate(prepared: PreparedGraph, data, *, progress: bool = True) -> PreparedGraph:
     """Graph PTQ, step 2: runs `data` (an array of samples for a single-input
     model, split into batches of 32, or an iterable of arrays or feed dicts)
@@ -142,13 +149,14 @@ def calibrate(prepared: PreparedGraph, data, *, progress: bool = True) -> Prepar
     if not isinstance(prepared, PreparedGraph):
         raise TypeError(f"prepared: expected the result of qk.ptq.prepare, got {type(prepared).__name__}")
     batches = [data[i: i + 32] for i in range(0, len(data), 32)] if isinstance(data, np.ndarray) else data
+    total = len(batches) if hasattr(batches, "__len__") else None
     seen = 0
     with no_grad():
         for batch in batches:
             prepared.run(_feeds_of(batch, prepared.input_names))
             seen += 1
             if progress:
-                print(f"\rcalibrating: {seen} batches", end="", file=sys.stderr)
+                print("\r" + progress_bar("calibrating", seen, total), end="", file=sys.stderr)
     if progress and seen:
         print(file=sys.stderr)
     if seen == 0:

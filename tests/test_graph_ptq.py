@@ -1,0 +1,173 @@
+"""PTQ on graphs: the traced digits CNN quantizes as the Sequential path does,
+imported CNNs and the MiniLM encoder quantize, the attention mask is never
+quantized, and QDQ export runs in ONNX Runtime with the same results."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import qk
+from qk import nn
+from qk.graph import GraphModule, simplify, trace
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import qk.onnx  # noqa: E402
+from onnx_zoo import SENTENCES, export, export_minilm, mobilenet, randomize_bn, resnet, token_feeds, torch_or_skip  # noqa: E402,F401
+
+
+@pytest.fixture(scope="module")
+def digits_cnn():
+    model, _ = nn.models.train_reference("cnn", epochs=3)
+    data = nn.load_digits(images=True)
+    g = trace(model, data.train[0][:1])
+    simplify(g)
+    return model, GraphModule(g), data
+
+
+def _sess(proto_or_path):
+    src = proto_or_path.SerializeToString() if hasattr(proto_or_path, "SerializeToString") else str(proto_or_path)
+    return ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+
+
+def test_traced_cnn_quantizes_like_the_sequential_path(digits_cnn):
+    model, gm, data = digits_cnn
+    calib, (xt, yt) = data.train[0][:200], data.test
+    seq = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(model), calib, progress=False))
+    prepared = qk.ptq.prepare(gm)
+    assert len(prepared.observers) == 3  # the inputs of the two convs and the Gemm
+    graph_q = qk.ptq.convert(qk.ptq.calibrate(prepared, calib, progress=False))
+    assert graph_q.graph.op_histogram() == {"QuantizedConv": 2, "MaxPool": 2, "Flatten": 1, "QuantizedLinear": 1}
+    a, b = seq(nn.Tensor(xt)).data, graph_q.run({"input": xt})["output"]
+    np.testing.assert_allclose(b, a, atol=1e-4 * np.abs(a).max())
+    assert (a.argmax(1) == b.argmax(1)).mean() == 1.0
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_qdq_export_runs_in_onnxruntime_with_the_same_results(digits_cnn, mode, tmp_path):
+    _, gm, data = digits_cnn
+    if mode == "static":
+        qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(gm), data.train[0][:200], progress=False))
+    else:
+        qm = qk.ptq.quantize_dynamic(gm)
+    path = tmp_path / "q.onnx"
+    qk.onnx.export(qm, path)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    ops = {n.op_type for n in proto.graph.node}
+    assert ({"QuantizeLinear", "DequantizeLinear"} if mode == "static" else {"DynamicQuantizeLinear", "ConvInteger",
+                                                                            "MatMulInteger"}) <= ops
+    xt = data.test[0]
+    mine, theirs = qm.run({"input": xt})["output"], _sess(path).run(None, {"input": xt})[0]
+    # ORT computes the same integer layers in its own order: a few activations
+    # land one quantum apart, nothing more
+    assert np.abs(mine - theirs).max() <= 0.01 * np.abs(mine).max()
+    assert (mine.argmax(1) == theirs.argmax(1)).mean() >= 0.99
+    # and qk reads its own export back
+    back = qk.onnx.load(path)
+    assert np.abs(back.run({"input": xt})["output"] - theirs).max() <= 1e-4 * np.abs(theirs).max()
+
+
+@pytest.mark.parametrize("build", [resnet, mobilenet], ids=["resnet", "mobilenet"])
+def test_imported_cnns_quantize_statically(build, tmp_path):
+    t = torch_or_skip()
+    t.manual_seed(0)
+    model, shape = build()
+    randomize_bn(model, 1)
+    export(model, (t.randn(*shape),), tmp_path / "m.onnx", False, ["x"], None)
+    fp = qk.onnx.load(tmp_path / "m.onnx")
+    rng = np.random.default_rng(0)
+    calib = [rng.standard_normal((4,) + shape[1:]).astype(np.float32) for _ in range(4)]
+    qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp), calib, progress=False))
+    hist = qm.graph.op_histogram()
+    assert hist.get("QuantizedConv", 0) >= 8 and "Conv" not in hist and "Gemm" not in hist
+    x = rng.standard_normal((3,) + shape[1:]).astype(np.float32)
+    ref, got = fp.run({"x": x})["out"], qm.run({"x": x})["out"]
+    sqnr = 10 * np.log10((ref ** 2).sum() / ((ref - got) ** 2).sum())
+    assert sqnr > 20, f"SQNR {sqnr:.1f} dB"
+    qk.onnx.export(qm, tmp_path / "q.onnx")
+    theirs = _sess(tmp_path / "q.onnx").run(None, {"x": x})[0]
+    assert np.abs(theirs - got).max() <= 0.02 * np.abs(got).max()
+
+
+def _mask_model():
+    """x @ W where x = scores + an additive mask of -1e4: the MatMul's input is mask-dominated."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Add", ["x", "mask"], ["masked"]), helper.make_node("MatMul", ["masked", "w"], ["y"])]
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "w")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4]),
+                                       helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_mask_dominated_values_stay_float_with_a_warning():
+    fp = qk.onnx.load(_mask_model())
+    x = np.random.default_rng(1).standard_normal((8, 4)).astype(np.float32)
+    mask = np.zeros((8, 4), np.float32)
+    mask[:, -1] = -1e4
+    prepared = qk.ptq.calibrate(qk.ptq.prepare(fp), [{"x": x, "mask": mask}], progress=False)
+    with pytest.warns(UserWarning, match="'masked'.*attention mask"):
+        qm = qk.ptq.convert(prepared)
+    assert "QuantizedLinear" not in qm.graph.op_histogram()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clean = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp), [{"x": x, "mask": 0 * mask}], progress=False))
+    assert "QuantizedLinear" in clean.graph.op_histogram()
+
+
+def test_graph_ptq_errors():
+    fp = qk.onnx.load(_mask_model())
+    with pytest.raises(ValueError, match="no node or op type \\['nope'\\]"):
+        qk.ptq.prepare(fp, exclude=["nope"])
+    with pytest.raises(qk.quant.NotCalibratedError, match="never observed"):
+        qk.ptq.convert(qk.ptq.prepare(fp))
+    with pytest.raises(ValueError, match="dicts"):
+        qk.ptq.calibrate(qk.ptq.prepare(fp), [np.zeros((1, 4), np.float32)], progress=False)
+    with pytest.raises(ValueError, match="no batches"):
+        qk.ptq.calibrate(qk.ptq.prepare(fp), [], progress=False)
+    assert "QuantizedLinear" not in qk.ptq.convert(qk.ptq.prepare(fp, exclude=["MatMul"])).graph.op_histogram()
+
+
+# --- the MiniLM encoder with padded calibration batches -----------------------------------------------
+
+
+def _embed(hidden, mask):
+    m = mask[..., None].astype(np.float32)
+    e = (hidden * m).sum(1) / m.sum(1)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def _cosines(run, batches, ref):
+    return np.concatenate([(_embed(run(b), b["attention_mask"]) * r).sum(1) for b, r in zip(batches, ref)])
+
+
+@pytest.fixture(scope="module")
+def minilm_setup(tmp_path_factory):
+    exports, tok = export_minilm(str(tmp_path_factory.mktemp("minilm_q")))
+    fp = qk.onnx.load(exports["torchscript"])
+    batches = [token_feeds(tok, SENTENCES[i: i + 4]) for i in range(0, len(SENTENCES), 4)]
+    ref = [_embed(fp.run(b)["out"], b["attention_mask"]) for b in batches]
+    return exports["torchscript"], fp, batches, ref
+
+
+def test_minilm_static_int8_with_padded_calibration(minilm_setup, tmp_path):
+    path, fp, batches, ref = minilm_setup
+    qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp), batches, progress=False))
+    assert qm.graph.op_histogram()["QuantizedLinear"] == 36  # every projection, and only those
+    cos = _cosines(lambda b: qm.run(b)["out"], batches, ref)
+    assert cos.min() > 0.97 and cos.mean() > 0.985
+    qk.onnx.export(qm, tmp_path / "q.onnx")
+    theirs = _cosines(lambda b: _sess(tmp_path / "q.onnx").run(None, b)[0], batches, ref)
+    assert np.abs(theirs - cos).max() < 0.01
+
+
+def test_minilm_dynamic_int8(minilm_setup):
+    _, fp, batches, ref = minilm_setup
+    qm = qk.ptq.quantize_dynamic(fp)
+    assert _cosines(lambda b: qm.run(b)["out"], batches, ref).min() > 0.97
