@@ -169,3 +169,37 @@ def token_feeds(tok, sentences):
 
     b = tok(list(sentences), padding=True, return_tensors="np")
     return {"input_ids": b["input_ids"].astype(np.int64), "attention_mask": b["attention_mask"].astype(np.int64)}
+
+
+# 64 plain English sentences of mixed lengths: calibration and evaluation text
+# for the MiniLM quantization comparison (padded into batches of 8).
+ENGLISH = [
+    "A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby.",
+    "A man is riding a horse.", "A woman is playing violin.", "Two men pushed carts through the woods.",
+    "A man is riding a white horse on an enclosed ground.", "A monkey is playing drums.",
+    "Someone in a gorilla costume is playing a set of drums.", "A cheetah is running behind its prey.",
+    "The new movie is awesome.", "The cat sits outside.", "A man is playing guitar.", "The new movie is so great.",
+    "The dog plays in the garden.", "A woman watches TV.", "Do you like pizza?", "The weather is lovely today.",
+    "It's so sunny outside!", "He drove to the stadium.", "She is reading a book in the library.",
+    "Quantization makes neural networks smaller and faster.", "Integer kernels run well on modern CPUs.",
+    "The train to the airport leaves every fifteen minutes.", "Where is the nearest train station?",
+    "I forgot my umbrella at home this morning.", "Children are playing football in the park.",
+    "The museum opens at nine o'clock.", "Please pass the salt.", "Stock markets fell sharply on Monday.",
+    "The recipe calls for two cups of flour.", "Scientists discovered a new species of frog.",
+    "My phone battery died halfway through the call.", "The bakery on the corner sells fresh croissants.",
+    "He plays the piano every evening after dinner.", "The river flooded the fields after the storm.",
+    "Our flight was delayed by three hours.", "She painted the fence a bright shade of blue.",
+    "The committee will announce its decision next week.", "A small boat drifted slowly across the lake.",
+    "Turn left at the second traffic light.", "The library is closed on public holidays.",
+    "They planted tomatoes and beans in the garden.", "The concert was cancelled because of the rain.",
+    "I need to renew my passport before the trip.", "The kitten chased a ball of yarn under the sofa.",
+    "Heavy snow blocked the mountain road overnight.", "The teacher explained the problem twice.",
+    "We watched the sunset from the top of the hill.", "The hospital opened a new wing for children.",
+    "Can you recommend a good restaurant nearby?", "The printer on the third floor is out of paper.",
+    "He apologised for arriving late to the meeting.", "The city council approved the new bike lanes.",
+    "Fresh coffee makes the whole kitchen smell wonderful.", "The marathon runners crossed the bridge at noon.",
+    "My grandmother grows roses in her backyard.", "The software update fixed the login problem.",
+    "A loud noise woke everyone in the building.", "The students presented their project to the class.",
+    "The shop offers a discount on winter coats.", "She sent the letter by registered mail.",
+    "The old castle attracts thousands of tourists every summer.", "Thank you very much for your help.",
+]

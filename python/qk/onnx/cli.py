@@ -133,7 +133,7 @@ def _calibration_batches(path, model, batch_size, parser):
 
 def layer_report(fp, qm, batches) -> list:
     """Per quantized node: op, scheme, SQNR (dB) and cosine of its output against FP32."""
-    nodes = [n for n in qm.graph.nodes if n.op_type in ("QuantizedLinear", "QuantizedConv")]
+    nodes = [n for n in qm.graph.nodes if n.op_type in ("QuantizedLinear", "QuantizedConv", "QuantizedGather")]
     names = [n.outputs[0] for n in nodes]
     acc = {name: [0.0, 0.0, 0.0, 0.0] for name in names}  # signal, noise, dot, |q|^2
     for b in batches:

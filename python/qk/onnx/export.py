@@ -154,6 +154,11 @@ class _Writer:
         if core.relu:
             self.node("Relu", [y], [out])
 
+    def quantized_gather(self, n):
+        a = n.attrs
+        table = self.dq_weight(a["table_q"], a["scale"], 0, n.name)
+        self.node("Gather", [table, n.inputs[0]], n.outputs, axis=0)
+
     # --- float nodes ----------------------------------------------------------------------------------
 
     def float_node(self, n):
@@ -204,6 +209,8 @@ def to_onnx(model: GraphModule):
             w.quantized_linear(n)
         elif n.op_type == "QuantizedConv":
             w.quantized_conv(n)
+        elif n.op_type == "QuantizedGather":
+            w.quantized_gather(n)
         else:
             w.float_node(n)
     read = {i for node in w.nodes for i in node.input}

@@ -4,7 +4,9 @@ by pattern, integer layers on qk's kernels.
 Quantized by default: Conv, Gemm, MatMul and Linear whose weight is a
 constant (static INT8: uint8 affine activations from calibration, int8
 symmetric per-channel weights; or dynamic INT8), with the bias and a ReLU
-that is the layer's only reader fused into the kernel's epilogue. Every
+that is the layer's only reader fused into the kernel's epilogue; and
+embedding tables (a Gather from a constant float table) stored as int8 with
+a scale per row. Every
 other op (Add, Softmax, LayerNorm, pooling, activation x activation MatMul,
 the attention-mask path) stays float. Observers sit on values (graph edges):
 two layers reading the same activation share one observer. A value whose
@@ -30,6 +32,15 @@ from ..quant.observers import NotCalibratedError
 
 HUGE = 1e4
 LAYER_OPS = ("Conv", "Gemm", "MatMul", "Linear")
+TABLE_MIN = 1024  # elements: smaller constant tables (a Gather of shape data) stay as they are
+
+
+def gather_table(g: Graph, node: Node):
+    """The constant float table (rows, ...) an embedding-style Gather reads, or None."""
+    if node.op_type != "Gather" or node.attrs.get("axis", 0) != 0:
+        return None
+    t = g.constants.get(node.inputs[0])
+    return t if t is not None and t.dtype.kind == "f" and t.ndim >= 2 and t.size >= TABLE_MIN else None
 
 
 def layer_weight(g: Graph, node: Node):
@@ -113,7 +124,12 @@ def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict 
         raise ValueError(f"layers/exclude: the graph has no node or op type {unknown}")
     plan, observers = {}, {}
     for node in g.nodes:
-        if layer_weight(g, node) is None or node.name in exclude or node.op_type in exclude:
+        if node.name in exclude or node.op_type in exclude:
+            continue
+        if gather_table(g, node) is not None and layers.get(node.name, layers.get("Gather", qconfig)) is not None:
+            plan[node.name] = "table"
+            continue
+        if layer_weight(g, node) is None:
             continue
         cfg = layers.get(node.name, layers.get(node.op_type, qconfig))
         if cfg is None:
@@ -226,8 +242,32 @@ class DepthwiseInt8:
         return np.maximum(y, 0, out=y) if self.core.relu else y
 
 
+def _run_gather(attrs, indices):
+    """Rows of an int8 table with one symmetric scale per row, dequantized."""
+    idx = np.asarray(graph_ops.data_of(indices)).astype(np.int64)
+    rows = attrs["table_q"].shape[0]
+    if idx.size and (idx.min() < -rows or idx.max() >= rows):
+        raise ValueError(f"indices: values in [{idx.min()}, {idx.max()}] are out of range for {rows} rows")
+    idx = np.where(idx < 0, idx + rows, idx)
+    scale = attrs["scale"][idx].reshape(idx.shape + (1,) * (attrs["table_q"].ndim - 1))
+    return Tensor(attrs["table_q"][idx].astype(np.float32) * scale)
+
+
 graph_ops.register("QuantizedLinear")(_run_linear)
 graph_ops.register("QuantizedConv")(_run_conv)
+graph_ops.register("QuantizedGather")(_run_gather)
+
+
+def _table_node(g: Graph, node: Node) -> Node:
+    from ..quant import INT8_WEIGHT
+
+    table = gather_table(g, node).astype(np.float32)
+    flat = table.reshape(table.shape[0], -1)
+    scale = np.maximum(np.abs(flat).max(axis=1) / 127, np.finfo(np.float32).eps).astype(np.float32)
+    q = INT8_WEIGHT.with_axis(0).quantize(np.ascontiguousarray(flat), scale, 0).reshape(table.shape)
+    return Node("QuantizedGather", [node.inputs[1]], list(node.outputs),
+                {"table_q": q, "scale": scale, "scheme": "int8 weight-only (per row)", "weight": node.inputs[0],
+                 "relu": False, "source_op": "Gather"}, node.name)
 
 
 def _core(cfg: QConfig, w: np.ndarray, b, obs, relu: bool):
@@ -255,6 +295,9 @@ def convert(prepared: PreparedGraph) -> GraphModule:
                       "(an attention mask or another huge constant): those layers stay float", stacklevel=2)
     for node in list(g.nodes):
         cfg = prepared.quant_plan.get(node.name)
+        if cfg == "table":
+            g.replace([node], [_table_node(g, node)])
+            continue
         if cfg is None or (cfg.mode == "static" and node.inputs[0] in prepared.huge):
             continue
         obs = prepared.observers.get(node.inputs[0])

@@ -1,0 +1,150 @@
+"""qk's PTQ against ONNX Runtime's quantizer on the same FP32 MiniLM encoder
+and the same padded calibration batches (64 English sentences in batches of
+8): cosine of each mean-pooled sentence embedding to FP32 (min and mean),
+nearest-neighbour agreement, file size, time to quantize, and latency of
+one padded batch (qk running its model; ORT running its own file and qk's).
+
+    python bench/compare_ort_quantizer.py [--out DIR]
+
+prints a Markdown table (and writes it to DIR/ort_quantizer.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import onnx_zoo  # noqa: E402
+
+import qk  # noqa: E402
+import qk.onnx  # noqa: E402
+from qk.quant import HistogramObserver, int8_static  # noqa: E402
+
+
+def embed(hidden, mask):
+    m = mask[..., None].astype(np.float32)
+    e = (hidden * m).sum(1) / m.sum(1)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def median_ms(fn, repeat=5):
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=".", help="where ort_quantizer.md goes")
+    args = ap.parse_args()
+    import onnxruntime as ort
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_dynamic, quantize_static)
+
+    work = tempfile.mkdtemp(prefix="qk_ortq_")
+    exports, tok = onnx_zoo.export_minilm(work)
+    path = exports["torchscript"]
+    batches = [onnx_zoo.token_feeds(tok, onnx_zoo.ENGLISH[i: i + 8]) for i in range(0, len(onnx_zoo.ENGLISH), 8)]
+    fp = qk.onnx.load(path)
+    ref = np.concatenate([embed(fp.run(b)["out"], b["attention_mask"]) for b in batches])
+    ref_nn = np.argsort(-(ref @ ref.T), axis=1)[:, 1]
+
+    def score(run):
+        got = np.concatenate([embed(run(b), b["attention_mask"]) for b in batches])
+        cos = (got * ref).sum(1)
+        nn_agree = (np.argsort(-(got @ got.T), axis=1)[:, 1] == ref_nn).mean()
+        return cos.min(), cos.mean(), nn_agree
+
+    def session(p):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        return ort.InferenceSession(p, opts, providers=["CPUExecutionProvider"])
+
+    rows = []
+    fp_size = os.path.getsize(path)
+
+    def qk_row(label, make):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            qm = make()
+        seconds = time.perf_counter() - t0
+        out = os.path.join(work, label.replace(" ", "_").replace(",", "") + ".onnx")
+        qk.onnx.export(qm, out)
+        s = session(out)
+        cmin, cmean, agree = score(lambda b: qm.run(b)["out"])
+        rows.append((label, cmin, cmean, agree, os.path.getsize(out), seconds, median_ms(lambda: qm.run(batches[0])),
+                     median_ms(lambda: s.run(None, batches[0]))))
+
+    def static(observer=None, **kw):
+        prepared = qk.ptq.prepare(fp, int8_static(observer), **kw)
+        return qk.ptq.convert(qk.ptq.calibrate(prepared, batches, progress=False))
+
+    ffn_down = [n.name for n in fp.graph.nodes if n.op_type == "Linear" and "/output/dense" in n.name
+                and "attention" not in n.name]
+    qk_row("qk static INT8, minmax", static)
+    qk_row("qk static INT8, mse", lambda: static(functools.partial(HistogramObserver, method="mse")))
+    qk_row("qk static INT8, minmax, FFN down-projections float", lambda: static(exclude=ffn_down))
+    qk_row("qk dynamic INT8", lambda: qk.ptq.quantize_dynamic(fp))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(batches)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    def ort_row(label, make):
+        out = os.path.join(work, label.replace(" ", "_").replace(",", "") + ".onnx")
+        t0 = time.perf_counter()
+        try:
+            make(out)
+        except Exception as e:  # noqa: BLE001 (a peer's failure is a result to report)
+            rows.append((label, None, None, None, None, None, None, f"failed: {type(e).__name__}: {str(e)[:80]}"))
+            return
+        seconds = time.perf_counter() - t0
+        s = session(out)
+        cmin, cmean, agree = score(lambda b: s.run(None, b)[0])
+        rows.append((label, cmin, cmean, agree, os.path.getsize(out), seconds, None,
+                     median_ms(lambda: s.run(None, batches[0]))))
+
+    for method in (CalibrationMethod.MinMax, CalibrationMethod.Entropy, CalibrationMethod.Percentile):
+        ort_row(f"ORT quantize_static QDQ, {method.name}", lambda out, m=method: quantize_static(
+            path, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8, calibrate_method=m))
+    ort_row("ORT quantize_dynamic, per-channel", lambda out: quantize_dynamic(
+        path, out, per_channel=True, weight_type=QuantType.QInt8))
+    fp_session = session(path)
+    fp_ms = median_ms(lambda: fp_session.run(None, batches[0]))
+
+    lines = [f"MiniLM-L6 encoder, 64 sentences in padded batches of 8 (calibration = evaluation text); "
+             f"FP32 file {fp_size / 2 ** 20:.1f} MiB, ORT FP32 {fp_ms:.1f} ms per batch of 8 (1 thread)", "",
+             "| method | min cosine | mean cosine | NN agreement | size (MiB) | time to quantize | "
+             "qk latency | ORT latency of the file |", "|---|---|---|---|---|---|---|---|"]
+    for label, cmin, cmean, agree, size, secs, qk_ms, ort_ms in rows:
+        if cmin is None:
+            lines.append(f"| {label} | {ort_ms} | | | | | | |")
+            continue
+        lines.append(f"| {label} | {cmin:.4f} | {cmean:.4f} | {agree:.0%} | {size / 2 ** 20:.1f} | {secs:.2f} s | "
+                     f"{'' if qk_ms is None else f'{qk_ms:.1f} ms'} | {ort_ms:.1f} ms |")
+    text = "\n".join(lines)
+    print(text)
+    Path(args.out, "ort_quantizer.md").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
