@@ -37,7 +37,7 @@ def _sess(proto_or_path):
 
 def test_traced_cnn_quantizes_like_the_sequential_path(digits_cnn):
     model, gm, data = digits_cnn
-    calib, (xt, yt) = data.train[0][:200], data.test
+    calib, xt = data.train[0][:200], data.test[0]
     seq = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(model), calib, progress=False))
     prepared = qk.ptq.prepare(gm)
     assert len(prepared.observers) == 3  # the inputs of the two convs and the Gemm

@@ -28,11 +28,19 @@ def _axis_view(v, x, axis):
 _check_q = only({"block_size": {0}, "saturate": {1}})
 
 
-@register("QuantizeLinear", check=_check_q)
+def _check_dq(attrs, n_in, n_out):
+    _check_q(attrs, n_in, n_out)
+    if attrs.get("output_dtype") not in (None, 0, np.dtype(np.float32)):
+        raise ValueError(f"attribute output_dtype={attrs['output_dtype']} is not supported (float32 is)")
+
+
+# versions 22-28 add element types (and output_dtype, block_size, checked above)
+@register("QuantizeLinear", check=_check_q, max_version=28)
 def _quantize_linear(attrs, x, scale, zero_point=None):
     xd = np.ascontiguousarray(data_of(x), np.float32)
     s = np.asarray(data_of(scale), np.float32)
-    zp = np.zeros((), np.uint8) if zero_point is None else np.asarray(data_of(zero_point))
+    out_dtype = attrs.get("output_dtype") or np.uint8
+    zp = np.zeros((), out_dtype) if zero_point is None else np.asarray(data_of(zero_point))
     axis = attrs.get("axis", 1)
     per_axis = s.size > 1
     if zp.dtype in (np.uint8, np.int8):
@@ -44,7 +52,7 @@ def _quantize_linear(attrs, x, scale, zero_point=None):
     return np.clip(np.nan_to_num(q), info.min, info.max).astype(zp.dtype)
 
 
-@register("DequantizeLinear", check=_check_q)
+@register("DequantizeLinear", check=_check_dq, max_version=28)
 def _dequantize_linear(attrs, x, scale, zero_point=None):
     q = np.asarray(data_of(x))
     s = np.asarray(data_of(scale), np.float32)

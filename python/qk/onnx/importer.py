@@ -55,7 +55,8 @@ def _np_dtype(elem_type: int, where: str):
     try:
         dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
     except Exception:
-        raise ValueError(f"{where}: element type {onnx.TensorProto.DataType.Name(elem_type)} is not supported") from None
+        name = onnx.TensorProto.DataType.Name(elem_type)
+        raise ValueError(f"{where}: element type {name} is not supported") from None
     if dt.kind not in "biuf" or dt.itemsize > 8:
         raise ValueError(f"{where}: element type {dt} is not supported")
     return dt
@@ -212,6 +213,8 @@ class _Importer:
             attrs["_num_outputs"] = len(outputs)
         if op_type == "Cast":
             attrs["to"] = _np_dtype(attrs["to"], "attribute to")
+        if attrs.get("output_dtype"):  # QuantizeLinear / DequantizeLinear (opset 23)
+            attrs["output_dtype"] = _np_dtype(attrs["output_dtype"], "attribute output_dtype")
         return inputs
 
     def graph(self, input_shapes: dict) -> Graph:
