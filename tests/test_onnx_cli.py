@@ -1,0 +1,82 @@
+"""python -m qk inspect / run / quantize, end to end on small ONNX files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from qk.__main__ import main  # noqa: E402
+
+
+def _cnn(path):
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], transB=1)]
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b"),
+             numpy_helper.from_array(rng.standard_normal((4, 8)).astype(np.float32), "w2"),
+             numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b2")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_inspect_reports_support(tmp_path, capsys):
+    assert main(["inspect", str(_cnn(tmp_path / "m.onnx"))]) == 0
+    out = capsys.readouterr().out
+    assert "supported: every node" in out and "Conv x1" in out and "input  x: float32 (?, 3, 8, 8)" in out
+    bad = helper.make_model(helper.make_graph([helper.make_node("Hardmax", ["x"], ["y"], name="hm")], "g",
+                                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]),
+                            opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(bad, str(tmp_path / "bad.onnx"))
+    assert main(["inspect", str(tmp_path / "bad.onnx")]) == 1
+    assert "NOT supported (1)" in capsys.readouterr().out
+
+
+def test_run_with_inputs_and_random(tmp_path, capsys):
+    path = _cnn(tmp_path / "m.onnx")
+    np.save(tmp_path / "x.npy", np.ones((2, 3, 8, 8), np.float32))
+    assert main(["run", str(path), "--input", f"x={tmp_path / 'x.npy'}", "--repeat", "2"]) == 0
+    assert "y: float32 (2, 4)" in capsys.readouterr().out
+    pytest.importorskip("onnxruntime")
+    assert main(["run", str(path), "--random", "--compare-ort"]) == 0
+    assert "max |qk - onnxruntime|" in capsys.readouterr().out
+
+
+def test_run_and_quantize_refuse_bad_options(tmp_path, capsys):
+    path = _cnn(tmp_path / "m.onnx")
+    for argv, message in [(["run", str(path)], "missing input 'x'"),
+                          (["run", str(path), "--input", "x"], "NAME=FILE.npy"),
+                          (["run", str(path), "--input", "z=a.npy"], "no input 'z'"),
+                          (["run", str(tmp_path / "none.onnx"), "--random"], "no such file"),
+                          (["quantize", str(path), "-o", str(tmp_path / "q.onnx")], "--calib"),
+                          (["quantize", str(path), "-o", str(tmp_path / "q.onnx"), "--calib", "nope.npz"],
+                           "cannot read")]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["static", "dynamic"])
+def test_quantize_end_to_end(tmp_path, capsys, method):
+    ort = pytest.importorskip("onnxruntime")
+    path = _cnn(tmp_path / "m.onnx")
+    x = np.random.default_rng(1).standard_normal((40, 3, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x)
+    out = tmp_path / "m.int8.onnx"
+    argv = ["quantize", str(path), "-o", str(out), "--calib", str(tmp_path / "calib.npz"), "--method", method]
+    assert main(argv + (["--calibration", "percentile"] if method == "static" else [])) == 0
+    captured = capsys.readouterr()
+    assert "2 layers quantized" in captured.out and "| node | op | scheme | SQNR (dB) | cosine |" in captured.out
+    if method == "static":
+        assert "calibrating [" in captured.err  # the progress bar
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
