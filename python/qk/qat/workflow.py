@@ -6,7 +6,10 @@ import copy
 
 import numpy as np
 
+from ..graph import GraphModule
 from ..nn import Module
+from ..quantization import graph as graph_ptq
+from ..quantization import qat_graph
 from ..ptq.graph import fold_batchnorm, quantizable_layers, relu_follows, replace_layer
 from ..ptq.workflow import ObservedLayer, check_supported, feed, install_quantized, static_int8_core
 from ..quant import INT8_STATIC, NotCalibratedError, QConfig
@@ -35,7 +38,13 @@ def prepare(model: Module, qconfig: QConfig = INT8_STATIC, *, lsq: bool = False,
         tensor or per output channel (axis 0); activations per tensor.
     lsq: learn the scales (LSQ) once the observers are frozen.
     layers: {layer name: QConfig, or None to keep that layer in float32}.
+
+    A `qk.graph.GraphModule` (an imported model) gets FakeQuant nodes on the
+    inputs and weights of the layers graph PTQ would quantize
+    (`qk.quantization.qat_graph`); `layers` then takes node names or op types.
     """
+    if isinstance(model, GraphModule):
+        return qat_graph.prepare(model, qconfig, lsq=_check_bool(lsq, "lsq"), layers=layers)
     if not isinstance(model, Module):
         raise TypeError(f"model: expected a qk.nn.Module, got {type(model).__name__}")
     _check_static(qconfig)
@@ -64,7 +73,10 @@ def from_ptq(prepared: Module, *, lsq: bool = False) -> Module:
     """A QAT model from a calibrated `qk.ptq.prepare(...)` model (not touched):
     the same folded weights, activation ranges initialised from its observers
     (which keep updating in training until frozen). With `lsq=True` the
-    observers start frozen: the PTQ ranges are where the learned scales start."""
+    observers start frozen: the PTQ ranges are where the learned scales start.
+    A prepared graph gives a QAT graph."""
+    if isinstance(prepared, graph_ptq.PreparedGraph):
+        return qat_graph.from_ptq(prepared, lsq=_check_bool(lsq, "lsq"))
     if not isinstance(prepared, Module):
         raise TypeError(f"prepared: expected a qk.nn.Module, got {type(prepared).__name__}")
     _check_bool(lsq, "lsq")
@@ -105,6 +117,8 @@ def _fake_quantizers(model: Module) -> list[tuple[str, FakeQuantize]]:
 def _qat_layers(model: Module, what: str) -> list[tuple[str, _QATLayer]]:
     if not isinstance(model, Module):
         raise TypeError(f"{what}: expected a qk.nn.Module, got {type(model).__name__}")
+    if isinstance(model, qat_graph.QATGraph):
+        return list(model.weight_fq.items())
     found = [(n, m) for n, m in model.named_modules() if isinstance(m, _QATLayer)]
     if not found:
         raise ValueError(f"{what}: no QAT layers; call qk.qat.prepare(model, qconfig) or qk.qat.from_ptq(prepared) "
@@ -117,6 +131,8 @@ def calibrate(qat_model: Module, data, *, batch_size: int = 256, progress: bool 
     through the model without gradients; every FakeQuantize whose observer is
     enabled records the ranges. Returns the model."""
     _qat_layers(qat_model, "qat_model")
+    if isinstance(qat_model, qat_graph.QATGraph):
+        return qat_graph.calibrate(qat_model, data)
     fqs = [m for _, m in _fake_quantizers(qat_model)]
     training = qat_model.training
     qat_model.eval()
@@ -183,8 +199,11 @@ def convert(qat_model: Module) -> Module:
     """The integer model: every QAT layer becomes a `qk.ptq.QuantizedLayer`
     (static int8 core on `qk.quantized_linear`, the ReLU after it fused), with
     the weights rounded on the weight FakeQuantize's grid and the input
-    range of its input FakeQuantize: the same kind of model `qk.ptq.convert` makes."""
+    range of its input FakeQuantize: the same kind of model `qk.ptq.convert` makes.
+    A QAT graph converts to the integer GraphModule graph PTQ would give."""
     found = _qat_layers(qat_model, "qat_model")
+    if isinstance(qat_model, qat_graph.QATGraph):
+        return qat_graph.convert(qat_model)
     for name, layer in found:
         for fq_name in ("input_fq", "weight_fq"):
             if not getattr(layer, fq_name).observed:

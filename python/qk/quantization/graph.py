@@ -270,41 +270,40 @@ def _table_node(g: Graph, node: Node) -> Node:
                  "relu": False, "source_op": "Gather"}, node.name)
 
 
-def _core(cfg: QConfig, w: np.ndarray, b, obs, relu: bool):
+def _core(cfg: QConfig, w: np.ndarray, b, x_qparams, relu: bool, w_scale=None):
+    """The int8 core of one layer: weights (N, K) on the grid of `w_scale` (by
+    default the scheme's per-channel scales of w), activations (static) on
+    x_qparams = (scale, zero point)."""
     from ..ptq.workflow import static_int8_core, weight_qparams
 
-    scale = weight_qparams(w, cfg)
+    scale = weight_qparams(w, cfg) if w_scale is None else np.asarray(w_scale, np.float32)
     if cfg.mode == "dynamic":
         q = cfg.weight.with_axis(0).quantize(np.ascontiguousarray(w), scale, 0)
         return DynamicInt8Core(q, scale, b, relu, cfg.weight.bits)
-    x_scale, x_zp = obs.qparams()
+    x_scale, x_zp = x_qparams
     return static_int8_core(w, scale, b, float(np.asarray(x_scale).reshape(-1)[0]),
                             int(np.asarray(x_zp).reshape(-1)[0]), relu, cfg)
 
 
-def convert(prepared: PreparedGraph) -> GraphModule:
-    """Graph PTQ, step 3: the integer model. Each planned layer becomes a
-    QuantizedLinear or QuantizedConv node on qk's int8 kernels (bias and a
-    following ReLU fused); everything else is the float graph as it was."""
-    if not isinstance(prepared, PreparedGraph):
-        raise TypeError(f"prepared: expected the result of qk.ptq.prepare, got {type(prepared).__name__}")
-    g = prepared.graph.copy()
-    for value, peak in prepared.huge.items():
-        readers = [n for n in g.consumers(value) if n.name in prepared.quant_plan]
-        warnings.warn(f"value {value!r} (read by {[n.name for n in readers]}) reaches |x| = {peak:.3g} >= {HUGE:g} "
-                      "(an attention mask or another huge constant): those layers stay float", stacklevel=2)
+def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None = None) -> GraphModule:
+    """`g` with each planned node (plan: node name -> QConfig, or "table")
+    replaced by its integer node. x_qparams: {activation value: (scale, zero
+    point)} for static layers; w_scales: {node name: (N,) weight scales}
+    where they are given (QAT), else from the weights. Shared by PTQ and QAT."""
+    g = g.copy()
+    w_scales = w_scales or {}
     for node in list(g.nodes):
-        cfg = prepared.quant_plan.get(node.name)
+        cfg = plan.get(node.name)
         if cfg == "table":
             g.replace([node], [_table_node(g, node)])
             continue
-        if cfg is None or (cfg.mode == "static" and node.inputs[0] in prepared.huge):
+        if cfg is None:
             continue
-        obs = prepared.observers.get(node.inputs[0])
-        if cfg.mode == "static" and (obs is None or not obs.observed):
-            raise NotCalibratedError(f"node {node.name!r}: its input {node.inputs[0]!r} was never observed; "
-                                     "run qk.ptq.calibrate(prepared, data) before convert")
+        xq = x_qparams.get(node.inputs[0])
+        if cfg.mode == "static" and xq is None:
+            continue
         w, b = layer_weight(g, node)
+        ws = w_scales.get(node.name)
         relu = _relu_after(g, node)
         out = relu.outputs[0] if relu is not None else node.outputs[0]
         info = {"scheme": f"int8 {cfg.mode}", "weight": node.inputs[1], "relu": relu is not None,
@@ -317,19 +316,44 @@ def convert(prepared: PreparedGraph) -> GraphModule:
             attrs.update(kernel=(kh, kw), group=groups, **info)
             wg = w.reshape(groups, o // groups, -1)
             bg = None if b is None else b.reshape(groups, -1)
+            sg = None if ws is None else np.broadcast_to(ws, (o,)).reshape(groups, -1)
             if groups > 1 and wg.shape[1] == 1 and w.shape[1] == kh * kw and cfg.mode == "static":
-                attrs["depthwise"] = DepthwiseInt8(_core(cfg, w, b, obs, relu is not None))
+                attrs["depthwise"] = DepthwiseInt8(_core(cfg, w, b, xq, relu is not None, ws))
                 attrs["cores"] = []
             else:
-                attrs["cores"] = [_core(cfg, wg[i], None if bg is None else bg[i], obs, relu is not None)
-                                  for i in range(groups)]
+                attrs["cores"] = [_core(cfg, wg[i], None if bg is None else bg[i], xq, relu is not None,
+                                        None if sg is None else sg[i]) for i in range(groups)]
             new = Node("QuantizedConv", [node.inputs[0]], [out], attrs, node.name)
         else:
             new = Node("QuantizedLinear", [node.inputs[0]], [out],
-                       dict(core=_core(cfg, w, b, obs, relu is not None), **info), node.name)
+                       dict(core=_core(cfg, w, b, xq, relu is not None, ws), **info), node.name)
         g.replace([node] + ([relu] if relu is not None else []), [new])
     g.remove_dead()
     return GraphModule(g)
+
+
+def convert(prepared: PreparedGraph) -> GraphModule:
+    """Graph PTQ, step 3: the integer model. Each planned layer becomes a
+    QuantizedLinear or QuantizedConv node on qk's int8 kernels (bias and a
+    following ReLU fused); everything else is the float graph as it was."""
+    if not isinstance(prepared, PreparedGraph):
+        raise TypeError(f"prepared: expected the result of qk.ptq.prepare, got {type(prepared).__name__}")
+    g = prepared.graph
+    for value, peak in prepared.huge.items():
+        readers = [n for n in g.consumers(value) if n.name in prepared.quant_plan]
+        warnings.warn(f"value {value!r} (read by {[n.name for n in readers]}) reaches |x| = {peak:.3g} >= {HUGE:g} "
+                      "(an attention mask or another huge constant): those layers stay float", stacklevel=2)
+    x_qparams = {}
+    for node in g.nodes:
+        cfg = prepared.quant_plan.get(node.name)
+        if not isinstance(cfg, QConfig) or cfg.mode != "static" or node.inputs[0] in prepared.huge:
+            continue
+        obs = prepared.observers.get(node.inputs[0])
+        if obs is None or not obs.observed:
+            raise NotCalibratedError(f"node {node.name!r}: its input {node.inputs[0]!r} was never observed; "
+                                     "run qk.ptq.calibrate(prepared, data) before convert")
+        x_qparams[node.inputs[0]] = obs.qparams()
+    return integer_graph(g, prepared.quant_plan, x_qparams)
 
 
 def quantize_dynamic(model: GraphModule, qconfig: QConfig | None = None, **options) -> GraphModule:
