@@ -171,3 +171,24 @@ def test_minilm_dynamic_int8(minilm_setup):
     _, fp, batches, ref = minilm_setup
     qm = qk.ptq.quantize_dynamic(fp)
     assert _cosines(lambda b: qm.run(b)["out"], batches, ref).min() > 0.97
+
+
+@pytest.mark.parametrize("method", ["int8 weight-only", "int4 weight-only", "int4 grouped", "fp16"])
+def test_weight_only_and_fp16_graphs_match_the_sequential_path_and_export(method, tmp_path):
+    model, _ = nn.models.train_reference("mlp", epochs=2)
+    data = nn.load_digits(images=False)
+    g = trace(model, data.train[0][:1])
+    gm = GraphModule(g)
+    make = {"int8 weight-only": lambda m: qk.ptq.quantize_weight_only(m, 8),
+            "int4 weight-only": lambda m: qk.ptq.quantize_weight_only(m, 4),
+            "int4 grouped": lambda m: qk.ptq.quantize_weight_only(m, 4, group_size=16),
+            "fp16": qk.ptq.quantize_fp16}[method]
+    qm = make(gm)
+    xt = data.test[0]
+    got = qm.run({"input": xt})["output"]
+    assert np.array_equal(got, make(model)(nn.Tensor(xt)).data)  # the same cores, bit for bit
+    qk.onnx.export(qm, tmp_path / "q.onnx")
+    proto = onnx.load(str(tmp_path / "q.onnx"))
+    assert ("Cast" if method == "fp16" else "DequantizeLinear") in {n.op_type for n in proto.graph.node}
+    theirs = _sess(tmp_path / "q.onnx").run(None, {"input": xt})[0]
+    assert np.abs(theirs - got).max() <= 0.01 * np.abs(got).max()

@@ -64,7 +64,7 @@ def test_run_and_quantize_refuse_bad_options(tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("method", ["static", "dynamic"])
+@pytest.mark.parametrize("method", ["static", "dynamic", "weight-only", "fp16"])
 def test_quantize_end_to_end(tmp_path, capsys, method):
     ort = pytest.importorskip("onnxruntime")
     path = _cnn(tmp_path / "m.onnx")

@@ -28,7 +28,10 @@ def add_parsers(sub) -> None:
     q.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="where the quantized model goes")
     q.add_argument("--calib", metavar="CALIB.npz",
                    help="calibration data: one array per model input, first axis = samples (static: required)")
-    q.add_argument("--method", choices=["static", "dynamic"], default="static", help="default: static")
+    q.add_argument("--method", choices=["static", "dynamic", "weight-only", "fp16"], default="static",
+                   help="static / dynamic INT8, weight-only (--bits, float activations) or FP16 weights "
+                        "(default: static)")
+    q.add_argument("--bits", type=int, choices=[8, 4], default=8, help="weight bits for weight-only (default 8)")
     q.add_argument("--calibration", choices=["minmax", "entropy", "percentile", "mse"], default="minmax",
                    help="how activation ranges are chosen (static; default minmax)")
     q.add_argument("--exclude", nargs="+", default=[], metavar="NODE",
@@ -197,6 +200,10 @@ def quantize_main(args, parser) -> int:
     try:
         if args.method == "dynamic":
             qm = qk.ptq.quantize_dynamic(fp, exclude=args.exclude)
+        elif args.method == "weight-only":
+            qm = qk.ptq.quantize_weight_only(fp, args.bits, exclude=args.exclude)
+        elif args.method == "fp16":
+            qm = qk.ptq.quantize_fp16(fp, exclude=args.exclude)
         else:
             observer = MinMaxObserver if args.calibration == "minmax" else \
                 functools.partial(HistogramObserver, method=args.calibration)
@@ -214,7 +221,9 @@ def quantize_main(args, parser) -> int:
         print(_plot(rows, os.path.splitext(args.output)[0] + ".sqnr.png"))
     n_q = sum(1 for n in qm.graph.nodes if n.op_type.startswith("Quantized"))
     before, after = os.path.getsize(args.model), os.path.getsize(args.output)
-    print(f"{n_q} layers quantized ({args.method} INT8) in {seconds:.2f} s; "
+    label = {"static": "static INT8", "dynamic": "dynamic INT8", "fp16": "FP16 weights",
+             "weight-only": f"INT{args.bits} weight-only"}[args.method]
+    print(f"{n_q} layers quantized ({label}) in {seconds:.2f} s; "
           f"size {before / 2 ** 20:.2f} MiB -> {after / 2 ** 20:.2f} MiB ({before / after:.2f}x smaller); "
           f"written to {args.output}")
     return 0

@@ -20,7 +20,7 @@ import tempfile
 import numpy as np
 
 from ..graph import GraphModule
-from ..ptq.layers import DynamicInt8Core
+from ..ptq.layers import DynamicInt8Core, FP16Core, WeightOnlyCore
 from .importer import _onnx
 
 
@@ -104,8 +104,49 @@ class _Writer:
         elif y != out:
             self.node("Identity", [y], [out])
 
+    def float_weight(self, core, base, conv_shape=None):
+        """A weight-only or FP16 core's weight as the graph reads it: MatMul's
+        (K, N), or the Conv layout `conv_shape`; int weights through
+        DequantizeLinear (per channel, or blocked per group at opset 21), FP16 through Cast."""
+        if isinstance(core, FP16Core):
+            w16 = core.weight_half.reshape(conv_shape) if conv_shape else core.weight_half.T.copy()
+            out = self.name(f"{base}.weight")
+            self.node("Cast", [self.const(f"{base}.weight_fp16", w16)], [out], to=self.onnx.TensorProto.FLOAT)
+            bias = None
+            if core.bias is not None:
+                bias = self.name(f"{base}.bias")
+                self.node("Cast", [self.const(f"{base}.bias_fp16", core.bias)], [bias], to=self.onnx.TensorProto.FLOAT)
+            return out, bias
+        q = core.weight_q()
+        if core.group_size is None:
+            w = self.dq_weight(q.reshape(conv_shape) if conv_shape else q.T.copy(), core.scales, 0 if conv_shape else 1,
+                               base)
+        else:
+            if conv_shape:
+                raise ValueError(f"node {base!r}: grouped weight-only convolutions cannot be exported yet")
+            if self.opset < 21:
+                raise ValueError(f"node {base!r}: grouped weight-only layers need opset 21 (blocked DequantizeLinear)")
+            w = self.name(f"{base}.weight")
+            scale = self.const(f"{base}.w_scale", core.scales.T.copy())  # (groups, N)
+            zp = self.const(f"{base}.w_zero_point", np.zeros(core.scales.T.shape, np.int8))
+            self.node("DequantizeLinear", [self.const(f"{base}.weight_q", q.T.copy()), scale, zp], [w], axis=0,
+                      block_size=core.group_size)
+        bias = None if core.bias is None else self.const(f"{base}.bias", core.bias)
+        return w, bias
+
     def quantized_linear(self, n):
         core, base, x, out = n.attrs["core"], n.name, n.inputs[0], n.outputs[0]
+        if isinstance(core, (WeightOnlyCore, FP16Core)):
+            w, bias = self.float_weight(core, base)
+            mm = self.name(f"{base}.matmul")
+            self.node("MatMul", [x, w], [mm])
+            if bias is None:
+                return self.finish(mm, None, None, core.relu, base, out)
+            y = out if not core.relu else self.name(f"{base}.biased")
+            self.node("Add", [mm, bias], [y])
+            if core.relu:
+                self.node("Relu", [y], [out])
+            return
         if isinstance(core, DynamicInt8Core):
             xq, xs, xzp = (self.name(f"{base}.x_{k}") for k in ("q", "scale", "zero_point"))
             self.node("DynamicQuantizeLinear", [x], [xq, xs, xzp])
@@ -129,14 +170,22 @@ class _Writer:
         a, base, x, out = n.attrs, n.name, n.inputs[0], n.outputs[0]
         kh, kw = a["kernel"]
         cores = a["cores"] or [a["depthwise"].core]
+        conv_attrs = {k: a[k] for k in ("strides", "dilations", "pads", "auto_pad") if k in a}
+        conv_attrs.update(group=a["group"], kernel_shape=[kh, kw])
+        core = cores[0]
+        if isinstance(core, (WeightOnlyCore, FP16Core)):
+            o = sum(c.weight_half.shape[0] if isinstance(c, FP16Core) else c.n for c in cores)
+            w, bias = self.float_weight(_merged_float_core(cores), base, (o, -1, kh, kw))
+            y = out if not core.relu else self.name(f"{base}.conv")
+            self.node("Conv", [x, w] + ([bias] if bias else []), [y], **conv_attrs)
+            if core.relu:
+                self.node("Relu", [y], [out])
+            return
         wq = np.concatenate([c.weight_q for c in cores])
         o = wq.shape[0]
         wq = wq.reshape(o, -1, kh, kw)
         w_scale = np.concatenate([c.w_scale for c in cores])
         bias = None if cores[0].bias is None else np.concatenate([c.bias for c in cores])
-        conv_attrs = {k: a[k] for k in ("strides", "dilations", "pads", "auto_pad") if k in a}
-        conv_attrs.update(group=a["group"], kernel_shape=[kh, kw])
-        core = cores[0]
         if isinstance(core, DynamicInt8Core):
             xq, xs, xzp = (self.name(f"{base}.x_{k}") for k in ("q", "scale", "zero_point"))
             self.node("DynamicQuantizeLinear", [x], [xq, xs, xzp])
@@ -187,9 +236,27 @@ class _Writer:
         self.node(op, inputs, n.outputs, name=n.name, **attrs)
 
 
+def _merged_float_core(cores):
+    """The per-group cores of a grouped convolution as one core over all output channels."""
+    if len(cores) == 1:
+        return cores[0]
+    first = cores[0]
+    if isinstance(first, FP16Core):
+        merged = FP16Core.__new__(FP16Core)
+        merged.weight_half = np.concatenate([c.weight_half for c in cores])
+        merged.bias = None if first.bias is None else np.concatenate([c.bias for c in cores])
+        merged.relu = first.relu
+        return merged
+    bias = None if first.bias is None else np.concatenate([c.bias for c in cores])
+    return WeightOnlyCore(np.concatenate([c.weight_q() for c in cores]), np.concatenate([c.scales for c in cores]),
+                          bias, first.relu, first.bits, first.group_size)
+
+
 def _opset(g) -> int:
     ops = set(g.op_histogram())
     need = 13
+    if any(getattr(n.attrs.get("core"), "group_size", None) for n in g.nodes if n.op_type == "QuantizedLinear"):
+        need = 21  # blocked DequantizeLinear
     if "LayerNormalization" in ops:
         need = max(need, 17)
     if "Gelu" in ops:

@@ -106,9 +106,10 @@ def prepare(model: Module, qconfig: QConfig = INT8_STATIC, *, layers: dict | Non
         (keep them in float32 with a warning), "error" or "ignore".
     """
     if isinstance(model, GraphModule):
-        if rounding != "nearest" or bias_correction or group_size is not None:
-            raise ValueError("rounding/bias_correction/group_size: not supported on graphs yet")
-        return graph_ptq.prepare(model, qconfig, layers=layers, exclude=exclude)
+        if rounding != "nearest" or bias_correction:
+            raise ValueError("rounding/bias_correction: not supported on graphs yet")
+        _check_options(rounding, bias_correction, group_size)
+        return graph_ptq.prepare(model, qconfig, layers=layers, exclude=exclude, group_size=group_size)
     if not isinstance(model, Module):
         raise TypeError(f"model: expected a qk.nn.Module, got {type(model).__name__}")
     if not isinstance(qconfig, QConfig):

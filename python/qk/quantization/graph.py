@@ -104,17 +104,16 @@ class PreparedGraph(GraphModule):
 
 
 def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict | None = None,
-            exclude=()) -> PreparedGraph:
+            exclude=(), group_size: int | None = None) -> PreparedGraph:
     """Graph PTQ, step 1: which nodes are quantized, and observers on their inputs.
 
     `layers` maps node names or op types to a QConfig (or None: keep float);
-    `exclude` lists node names or op types to keep float."""
+    `exclude` lists node names or op types to keep float; `group_size`:
+    weight-only layers get one scale per this many input columns."""
     if not isinstance(model, GraphModule):
         raise TypeError(f"model: expected a qk.graph.GraphModule, got {type(model).__name__}")
     if not isinstance(qconfig, QConfig):
         raise TypeError(f"qconfig: expected a qk.quant.QConfig, got {type(qconfig).__name__}")
-    if qconfig.mode not in ("static", "dynamic"):
-        raise ValueError(f"qconfig: graph PTQ supports static and dynamic INT8 so far, got mode {qconfig.mode!r}")
     g = model.graph.copy()
     layers = dict(layers or {})
     exclude = set(exclude)
@@ -134,12 +133,14 @@ def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict 
         cfg = layers.get(node.name, layers.get(node.op_type, qconfig))
         if cfg is None:
             continue
-        if not isinstance(cfg, QConfig) or cfg.mode not in ("static", "dynamic"):
-            raise TypeError(f"layers[{node.name!r}]: expected a static or dynamic QConfig or None, got {cfg!r}")
+        if not isinstance(cfg, QConfig):
+            raise TypeError(f"layers[{node.name!r}]: expected a QConfig or None, got {type(cfg).__name__}")
         plan[node.name] = cfg
         if cfg.mode == "static" and node.inputs[0] not in observers:
             observers[node.inputs[0]] = cfg.make_activation_observer()
-    return PreparedGraph(g, plan, observers)
+    prepared = PreparedGraph(g, plan, observers)
+    object.__setattr__(prepared, "group_size", group_size)
+    return prepared
 
 
 def _feeds_of(batch, input_names):
@@ -270,12 +271,19 @@ def _table_node(g: Graph, node: Node) -> Node:
                  "relu": False, "source_op": "Gather"}, node.name)
 
 
-def _core(cfg: QConfig, w: np.ndarray, b, x_qparams, relu: bool, w_scale=None):
-    """The int8 core of one layer: weights (N, K) on the grid of `w_scale` (by
+def _core(cfg: QConfig, w: np.ndarray, b, x_qparams, relu: bool, w_scale=None, group_size=None):
+    """The core of one layer: weights (N, K) on the grid of `w_scale` (by
     default the scheme's per-channel scales of w), activations (static) on
-    x_qparams = (scale, zero point)."""
-    from ..ptq.workflow import static_int8_core, weight_qparams
+    x_qparams = (scale, zero point); weight-only and FP16 cores keep float activations."""
+    from ..ptq.layers import FP16Core, WeightOnlyCore
+    from ..ptq.workflow import _quantize_weight, static_int8_core, weight_qparams
 
+    if cfg.mode == "fp16":
+        return FP16Core(w, b, relu)
+    if cfg.mode == "weight_only":
+        scale = weight_qparams(w, cfg, group_size)
+        q = _quantize_weight(w, scale, cfg, "nearest", None, group_size)
+        return WeightOnlyCore(q, scale, b, relu, cfg.weight.bits, group_size)
     scale = weight_qparams(w, cfg) if w_scale is None else np.asarray(w_scale, np.float32)
     if cfg.mode == "dynamic":
         q = cfg.weight.with_axis(0).quantize(np.ascontiguousarray(w), scale, 0)
@@ -285,7 +293,16 @@ def _core(cfg: QConfig, w: np.ndarray, b, x_qparams, relu: bool, w_scale=None):
                             int(np.asarray(x_zp).reshape(-1)[0]), relu, cfg)
 
 
-def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None = None) -> GraphModule:
+def _scheme_label(cfg: QConfig) -> str:
+    if cfg.mode == "fp16":
+        return "fp16 weights"
+    if cfg.mode == "weight_only":
+        return f"int{cfg.weight.bits} weight-only"
+    return f"int{cfg.weight.bits} {cfg.mode}"
+
+
+def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None = None,
+                  group_size: int | None = None) -> GraphModule:
     """`g` with each planned node (plan: node name -> QConfig, or "table")
     replaced by its integer node. x_qparams: {activation value: (scale, zero
     point)} for static layers; w_scales: {node name: (N,) weight scales}
@@ -306,7 +323,7 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
         ws = w_scales.get(node.name)
         relu = _relu_after(g, node)
         out = relu.outputs[0] if relu is not None else node.outputs[0]
-        info = {"scheme": f"int8 {cfg.mode}", "weight": node.inputs[1], "relu": relu is not None,
+        info = {"scheme": _scheme_label(cfg), "weight": node.inputs[1], "relu": relu is not None,
                 "source_op": node.op_type}
         if node.op_type == "Conv":
             groups = node.attrs.get("group", 1)
@@ -322,11 +339,11 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
                 attrs["cores"] = []
             else:
                 attrs["cores"] = [_core(cfg, wg[i], None if bg is None else bg[i], xq, relu is not None,
-                                        None if sg is None else sg[i]) for i in range(groups)]
+                                        None if sg is None else sg[i], group_size) for i in range(groups)]
             new = Node("QuantizedConv", [node.inputs[0]], [out], attrs, node.name)
         else:
             new = Node("QuantizedLinear", [node.inputs[0]], [out],
-                       dict(core=_core(cfg, w, b, xq, relu is not None, ws), **info), node.name)
+                       dict(core=_core(cfg, w, b, xq, relu is not None, ws, group_size), **info), node.name)
         g.replace([node] + ([relu] if relu is not None else []), [new])
     g.remove_dead()
     return GraphModule(g)
@@ -353,7 +370,7 @@ def convert(prepared: PreparedGraph) -> GraphModule:
             raise NotCalibratedError(f"node {node.name!r}: its input {node.inputs[0]!r} was never observed; "
                                      "run qk.ptq.calibrate(prepared, data) before convert")
         x_qparams[node.inputs[0]] = obs.qparams()
-    return integer_graph(g, prepared.quant_plan, x_qparams)
+    return integer_graph(g, prepared.quant_plan, x_qparams, group_size=prepared.group_size)
 
 
 def quantize_dynamic(model: GraphModule, qconfig: QConfig | None = None, **options) -> GraphModule:
