@@ -1,0 +1,90 @@
+"""The register-blocked GEMM tiles compile as designed: each ISA file is
+compiled to assembly here with the build's flags (CMakeLists.txt), and the
+inner loop of its largest tile must touch no stack slot (no spilled
+accumulator), and the AVX2 tile must widen B with the memory-source form of
+vpmovsxbw (the register form plus vextracti128 costs a multiply port on Zen).
+Speed lives in the benchmarks; this checks the code shape that speed needs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAGS = {
+    "avx2": ["-mavx2", "-mfma", "-mf16c"],
+    "avx512_vnni": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mfma", "-mf16c"],
+    "avx_vnni": ["-mavx2", "-mfma", "-mf16c", "-mavxvnni"],
+}
+# function name fragment of the largest tile in each file
+LARGEST = {"avx2": "tile<6>", "avx512_vnni": "Zmm, 8, 2>", "avx_vnni": "Ymm, 4, 1>"}
+
+
+def _assembly(isa: str) -> str:
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler to read the tiles' assembly with")
+    src = ROOT / "csrc" / "gemm" / f"gemm_{isa}.cc"
+    if not src.exists():
+        pytest.skip(f"{src.name} is not in this checkout")
+    cmd = [cxx, "-std=c++17", "-O3", "-fno-math-errno", "-ffp-contract=off", *FLAGS[isa], f"-I{ROOT / 'csrc'}",
+           "-S", "-o", "-", str(src)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        pytest.fail(f"{src.name} does not compile: {done.stderr[:500]}")
+    demangle = shutil.which("c++filt")
+    if demangle:
+        done = subprocess.run([demangle], input=done.stdout, capture_output=True, text=True)
+    return done.stdout
+
+
+def _functions(asm: str) -> dict:
+    out, name, body = {}, None, []
+    for line in asm.splitlines():
+        label = re.match(r"^(\S.*):$", line)
+        if label and not line.startswith(".L"):
+            if name:
+                out[name] = body
+            name, body = label.group(1), []
+        elif name:
+            body.append(line.strip())
+    if name:
+        out[name] = body
+    return out
+
+
+def _inner_loop(body: list) -> list:
+    """The instructions of the hottest loop: the backward jump whose span holds the most multiplies."""
+    labels = {l[:-1]: i for i, l in enumerate(body) if re.match(r"^\.L\w+:$", l)}
+    best = []
+    for i, line in enumerate(body):
+        m = re.match(r"^j\w+\s+(\.L\w+)$", line)
+        if m and m.group(1) in labels and labels[m.group(1)] < i:
+            span = body[labels[m.group(1)]: i + 1]
+            if sum(("madd" in s or "dpbusd" in s) for s in span) > sum(("madd" in s or "dpbusd" in s) for s in best):
+                best = span
+    return best
+
+
+@pytest.mark.parametrize("isa", sorted(FLAGS))
+def test_largest_tile_inner_loop_has_no_spills(isa):
+    funcs = _functions(_assembly(isa))
+    name = next((n for n in funcs if LARGEST[isa] in n), None)
+    assert name is not None, f"no {LARGEST[isa]} in gemm_{isa}.cc's assembly: {sorted(funcs)[:10]}"
+    loop = _inner_loop(funcs[name])
+    assert loop, f"{name}: no inner loop found"
+    stack = [s for s in loop if re.search(r"\((%rsp|%rbp)\)", s)]
+    assert not stack, f"{name}: the inner loop touches the stack (spilled registers): {stack[:4]}"
+
+
+def test_avx2_tile_widens_b_from_memory():
+    funcs = _functions(_assembly("avx2"))
+    loop = _inner_loop(funcs[next(n for n in funcs if LARGEST["avx2"] in n)])
+    widen = [s for s in loop if s.startswith("vpmovsxbw")]
+    assert len(widen) == 2 and all("(" in s for s in widen), widen  # memory operands
+    assert not [s for s in loop if s.startswith("vextracti128")]
+    assert sum(s.startswith("vpmaddwd") for s in loop) == 12  # 6 rows x 2 halves per step
