@@ -192,3 +192,44 @@ def test_weight_only_and_fp16_graphs_match_the_sequential_path_and_export(method
     assert ("Cast" if method == "fp16" else "DequantizeLinear") in {n.op_type for n in proto.graph.node}
     theirs = _sess(tmp_path / "q.onnx").run(None, {"input": xt})[0]
     assert np.abs(theirs - got).max() <= 0.01 * np.abs(got).max()
+
+
+def test_quantized_graphs_save_and_load_without_pickle(digits_cnn, tmp_path):
+    t = torch_or_skip()
+    _, gm, data = digits_cnn
+    xt = data.test[0]
+    models = {"static": qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(gm), data.train[0][:200], progress=False)),
+              "dynamic": qk.ptq.quantize_dynamic(gm), "int4": qk.ptq.quantize_weight_only(gm, 4),
+              "fp16": qk.ptq.quantize_fp16(gm), "float": gm}
+    for name, qm in models.items():
+        qk.ptq.save(qm, tmp_path / name)  # ".npz" added, and load finds it
+        back = qk.ptq.load(tmp_path / name)
+        assert isinstance(back, GraphModule)
+        assert np.array_equal(back.run({"input": xt})["output"], qm.run({"input": xt})["output"]), name
+    # a depthwise static MobileNet and an int8 embedding table round-trip too
+    t.manual_seed(0)
+    model, shape = mobilenet()
+    export(model, (t.randn(*shape),), tmp_path / "m.onnx", False, ["x"], None)
+    fp = qk.onnx.load(tmp_path / "m.onnx")
+    x = np.random.default_rng(0).standard_normal((2,) + shape[1:]).astype(np.float32)
+    qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp), [x], progress=False))
+    qk.ptq.save(qm, tmp_path / "mb.npz")
+    assert np.array_equal(qk.ptq.load(tmp_path / "mb.npz").run({"x": x})["out"], qm.run({"x": x})["out"])
+    with np.load(tmp_path / "mb.npz", allow_pickle=False) as f:  # loads with pickle disabled
+        assert "__qk_model__" in f.files
+
+
+def test_damaged_graph_files_are_value_errors(digits_cnn, tmp_path):
+    _, gm, _ = digits_cnn
+    qk.ptq.save(qk.ptq.quantize_dynamic(gm), tmp_path / "q.npz")
+    with np.load(tmp_path / "q.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    damaged = dict(arrays)
+    damaged.pop(next(k for k in arrays if k.startswith("n")))  # a core's array is missing
+    np.savez(tmp_path / "missing.npz", **damaged)
+    bad_json = dict(arrays, __qk_model__=np.frombuffer(b"{not json", np.uint8))
+    np.savez(tmp_path / "json.npz", **bad_json)
+    (tmp_path / "trunc.npz").write_bytes((tmp_path / "q.npz").read_bytes()[:200])
+    for name in ("missing.npz", "json.npz", "trunc.npz"):
+        with pytest.raises(ValueError, match="path"):
+            qk.ptq.load(tmp_path / name)
