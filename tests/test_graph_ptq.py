@@ -233,3 +233,22 @@ def test_damaged_graph_files_are_value_errors(digits_cnn, tmp_path):
     for name in ("missing.npz", "json.npz", "trunc.npz"):
         with pytest.raises(ValueError, match="path"):
             qk.ptq.load(tmp_path / name)
+
+
+def test_graph_analysis_helpers(digits_cnn):
+    _, gm, data = digits_cnn
+    calib, (xt, yt) = data.train[0][:200], data.test
+    sizes = {m: qk.ptq.model_size(f(gm)) for m, f in (("fp32", lambda g: g), ("int8", qk.ptq.quantize_dynamic),
+                                                       ("int4", lambda g: qk.ptq.quantize_weight_only(g, 4)))}
+    assert sizes["int4"] < sizes["int8"] < sizes["fp32"]
+
+    def accuracy(m):
+        return float((m.run({"input": xt})["output"].argmax(1) == yt).mean())
+
+    rows = qk.ptq.sensitivity(gm, [calib], accuracy)
+    assert sorted(r["layer"] for r in rows) == sorted(qk.quantization.graph.quantizable_nodes(gm))
+    qm, report = qk.ptq.auto_mixed_precision(gm, [calib], accuracy, max_drop=0.0)
+    assert report["drop"] <= 0.0 + 1e-12
+    layers = qk.ptq.compare_layers(gm, qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(gm), calib, progress=False)),
+                                   xt)
+    assert len(layers) == 3 and all(r["sqnr_db"] > 15 and r["cosine"] > 0.99 for r in layers)

@@ -80,3 +80,20 @@ def test_quantize_end_to_end(tmp_path, capsys, method):
     ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
+
+
+def test_quantize_within_an_accuracy_budget(tmp_path, capsys):
+    path = _cnn(tmp_path / "m.onnx")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((64, 3, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x[:32])
+    np.savez(tmp_path / "eval.npz", x=x[32:])  # no labels: agreement with FP32's top-1
+    out = tmp_path / "q.onnx"
+    base = ["quantize", str(path), "-o", str(out), "--calib", str(tmp_path / "calib.npz"), "--method", "weight-only",
+            "--bits", "4"]
+    assert main(base + ["--max-drop", "0", "--eval", str(tmp_path / "eval.npz")]) == 0
+    text = capsys.readouterr().out
+    assert "drop 0.00%" in text and "kept in float" in text
+    with pytest.raises(SystemExit):
+        main(base + ["--max-drop", "0.01"])
+    assert "give both" in capsys.readouterr().err

@@ -37,6 +37,12 @@ def add_parsers(sub) -> None:
     q.add_argument("--exclude", nargs="+", default=[], metavar="NODE",
                    help="node names or op types to keep in float")
     q.add_argument("--batch-size", type=int, default=16, metavar="N", help="calibration batch size (default 16)")
+    q.add_argument("--max-drop", type=float, metavar="X",
+                   help="keep the most sensitive layers in float until the top-1 drop on --eval is at most X "
+                        "(a fraction: 0.005 = half a point)")
+    q.add_argument("--eval", metavar="EVAL.npz",
+                   help="evaluation data for --max-drop: one array per input, and `labels` (class per sample; "
+                        "without it, agreement with the FP32 model's top-1 is measured)")
 
 
 def _load_inputs(args, parser, model) -> dict:
@@ -135,29 +141,6 @@ def _calibration_batches(path, model, batch_size, parser):
     return [{k: arrays[k][i: i + batch_size] for k in model.input_names} for i in range(0, n, batch_size)]
 
 
-def layer_report(fp, qm, batches) -> list:
-    """Per quantized node: op, scheme, SQNR (dB) and cosine of its output against FP32."""
-    nodes = [n for n in qm.graph.nodes if n.op_type in ("QuantizedLinear", "QuantizedConv", "QuantizedGather")]
-    names = [n.outputs[0] for n in nodes]
-    acc = {name: [0.0, 0.0, 0.0, 0.0] for name in names}  # signal, noise, dot, |q|^2
-    for b in batches:
-        ref, got = fp.run(b, names), qm.run(b, names)
-        for name in names:
-            r, g = ref[name].astype(np.float64).ravel(), got[name].astype(np.float64).ravel()
-            a = acc[name]
-            a[0] += r @ r
-            a[1] += (r - g) @ (r - g)
-            a[2] += r @ g
-            a[3] += g @ g
-    rows = []
-    for n, name in zip(nodes, names):
-        sig, noise, dot, qq = acc[name]
-        rows.append({"node": n.name, "op": n.attrs["source_op"] + ("+Relu" if n.attrs["relu"] else ""),
-                     "scheme": n.attrs["scheme"], "sqnr_db": 10 * np.log10(sig / noise) if noise else np.inf,
-                     "cosine": dot / np.sqrt(sig * qq) if sig and qq else 1.0})
-    return rows
-
-
 def _plot(rows, path) -> str:
     try:
         import matplotlib
@@ -178,6 +161,48 @@ def _plot(rows, path) -> str:
     return f"plot: {path}"
 
 
+def _top1(model, feeds, labels):
+    out = next(iter(model.run(feeds).values()))
+    return out.reshape(len(out), -1).argmax(1) if labels is None else (out.reshape(len(out), -1).argmax(1) == labels)
+
+
+def _quantize_within(fp, args, parser, batches):
+    """auto_mixed_precision: the most sensitive layers stay float until the top-1 drop is within --max-drop."""
+    import functools
+
+    import qk
+    from qk.quant import FP16, HistogramObserver, MinMaxObserver, QConfig, QScheme, int8_dynamic, int8_static
+
+    ev = _calibration_batches(args.eval, fp, 1 << 30, parser)[0]
+    try:
+        with np.load(args.eval, allow_pickle=False) as f:
+            labels = f["labels"] if "labels" in f.files else None
+    except (OSError, ValueError) as e:
+        parser.error(f"--eval: cannot read {args.eval!r} ({e})")
+    reference = _top1(fp, ev, None)
+
+    def accuracy(model):
+        got = _top1(model, ev, None)
+        return float(np.mean(got == (reference if labels is None else labels)))
+
+    if args.method == "static":
+        observer = MinMaxObserver if args.calibration == "minmax" else \
+            functools.partial(HistogramObserver, method=args.calibration)
+        cfg = int8_static(observer)
+    elif args.method == "dynamic":
+        cfg = int8_dynamic()
+    elif args.method == "fp16":
+        cfg = FP16
+    else:
+        cfg = QConfig(weight=QScheme(args.bits, signed=True, symmetric=True, axis=0), mode="weight_only")
+    qm, report = qk.ptq.auto_mixed_precision(fp, batches, accuracy, cfg, max_drop=args.max_drop,
+                                            exclude=args.exclude)
+    kept = ", ".join(report["kept"]) or "none"
+    print(f"top-1 on --eval: FP32 {report['baseline']:.2%}, quantized {report['accuracy']:.2%} "
+          f"(drop {report['drop']:.2%}, limit {args.max_drop:.2%}); kept in float: {kept}")
+    return qm
+
+
 def quantize_main(args, parser) -> int:
     import functools
     import os
@@ -196,9 +221,15 @@ def quantize_main(args, parser) -> int:
     except (ValueError, ImportError) as e:
         parser.error(str(e))
     batches = _calibration_batches(args.calib, fp, args.batch_size, parser) if args.calib else []
+    if (args.max_drop is None) != (args.eval is None):
+        parser.error("--max-drop, --eval: give both (the drop is measured on the evaluation data) or neither")
+    if args.max_drop is not None and args.max_drop < 0:
+        parser.error(f"--max-drop: expected a non-negative fraction, got {args.max_drop}")
     t0 = time.perf_counter()
     try:
-        if args.method == "dynamic":
+        if args.max_drop is not None:
+            qm = _quantize_within(fp, args, parser, batches)
+        elif args.method == "dynamic":
             qm = qk.ptq.quantize_dynamic(fp, exclude=args.exclude)
         elif args.method == "weight-only":
             qm = qk.ptq.quantize_weight_only(fp, args.bits, exclude=args.exclude)
@@ -213,11 +244,11 @@ def quantize_main(args, parser) -> int:
         parser.error(str(e))
     seconds = time.perf_counter() - t0
     export(qm, args.output)
-    rows = layer_report(fp, qm, batches[:4]) if batches else []
+    rows = qk.ptq.compare_layers(fp, qm, batches[:4]) if batches else []
     if rows:
         print("| node | op | scheme | SQNR (dB) | cosine |\n|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['node']} | {r['op']} | {r['scheme']} | {r['sqnr_db']:.1f} | {r['cosine']:.5f} |")
+            print(f"| {r['layer']} | {r['op']} | {r['scheme']} | {r['sqnr_db']:.1f} | {r['cosine']:.5f} |")
         print(_plot(rows, os.path.splitext(args.output)[0] + ".sqnr.png"))
     n_q = sum(1 for n in qm.graph.nodes if n.op_type.startswith("Quantized"))
     before, after = os.path.getsize(args.model), os.path.getsize(args.output)

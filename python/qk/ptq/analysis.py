@@ -7,8 +7,10 @@ import copy
 
 import numpy as np
 
+from ..graph import GraphModule
 from ..nn import Module, Tensor, no_grad
 from ..quant import INT8_STATIC, QConfig
+from ..quantization import graph as graph_ptq
 from .graph import fold_batchnorm, quantizable_layers
 from .layers import QuantizedLayer
 from .workflow import ObservedLayer, calibrate, convert, prepare
@@ -16,7 +18,10 @@ from .workflow import ObservedLayer, calibrate, convert, prepare
 
 def _quantize(model, qconfig, calib_data, layers, **options):
     prepared = prepare(model, qconfig, layers=layers, **options)
-    if not any(isinstance(m, ObservedLayer) for _, m in prepared.named_modules()):
+    if isinstance(prepared, graph_ptq.PreparedGraph):
+        if not prepared.quant_plan:
+            return model  # every layer kept in float
+    elif not any(isinstance(m, ObservedLayer) for _, m in prepared.named_modules()):
         return prepared  # every layer kept in float
     if qconfig.mode == "static" or options.get("rounding") == "gptq" or options.get("bias_correction"):
         calibrate(prepared, calib_data, progress=False)
@@ -26,9 +31,12 @@ def _quantize(model, qconfig, calib_data, layers, **options):
 def sensitivity(model: Module, calib_data, eval_fn, qconfig: QConfig = INT8_STATIC, **options) -> list[dict]:
     """Quantizes one layer at a time (the rest stay FP32) and measures
     `eval_fn(model) -> accuracy`. Returns one row per layer, most sensitive
-    first: {"layer", "accuracy", "drop"} with drop = FP32 accuracy - accuracy."""
+    first: {"layer", "accuracy", "drop"} with drop = FP32 accuracy - accuracy.
+    On a GraphModule the layers are its quantizable nodes; `calib_data` is
+    then a list of arrays or feed dicts."""
     baseline = eval_fn(model)
-    names = [n for n, _ in quantizable_layers(model)]
+    names = graph_ptq.quantizable_nodes(model) if isinstance(model, GraphModule) else \
+        [n for n, _ in quantizable_layers(model)]
     rows = []
     for name in names:
         only = {other: None for other in names if other != name}
@@ -90,7 +98,11 @@ def compare_layers(model: Module, qmodel: Module, x) -> list[dict]:
     """Per-layer error of a quantized model against its FP32 model on a batch
     `x`: SQNR in dB (10 log10 of signal power over error power) and cosine
     similarity of each quantized layer's output, in model order. Use it to
-    find the layer that breaks."""
+    find the layer that breaks. For graphs (`qmodel` a converted
+    GraphModule), `x` may also be a list of batches or feed dicts; the rows
+    then also give each node's op and scheme."""
+    if isinstance(qmodel, GraphModule):
+        return graph_ptq.compare_nodes(model, qmodel, x if isinstance(x, list) else [x])
     reference = copy.deepcopy(model).eval()
     fold_batchnorm(reference)  # the quantized layers carry the folded BatchNorm
     names = [n for n, m in qmodel.named_modules() if isinstance(m, QuantizedLayer)]
@@ -112,7 +124,10 @@ def compare_layers(model: Module, qmodel: Module, x) -> list[dict]:
 
 def model_size(model: Module) -> int:
     """Bytes of the model's weights: FP32 parameters and buffers, plus what
-    quantized layers store (int8 / packed int4 / float16 weights, scales, bias)."""
+    quantized layers store (int8 / packed int4 / float16 weights, scales, bias).
+    For a GraphModule: its constants plus its quantized nodes' arrays."""
+    if isinstance(model, GraphModule):
+        return graph_ptq.graph_size(model)
     total = 0
     for _, m in model.named_modules():
         if isinstance(m, QuantizedLayer):

@@ -73,6 +73,53 @@ def layer_weight(g: Graph, node: Node):
     return np.ascontiguousarray(wk, np.float32), None if b is None else np.asarray(b, np.float32).reshape(-1)
 
 
+def quantizable_nodes(model: GraphModule) -> list:
+    """Names of the layer nodes graph PTQ quantizes by default (Conv/Gemm/MatMul/Linear with constant weights)."""
+    g = model.graph
+    return [n.name for n in g.nodes if layer_weight(g, n) is not None]
+
+
+def compare_nodes(fp: GraphModule, qm: GraphModule, batches) -> list:
+    """Per quantized node of `qm`: op, scheme, SQNR (dB) and cosine of its
+    output against the same value in `fp` over `batches` (arrays or feed
+    dicts). The quantized model's error up to that node counts (cumulative)."""
+    nodes = [n for n in qm.graph.nodes if n.op_type in ("QuantizedLinear", "QuantizedConv", "QuantizedGather")]
+    names = [n.outputs[0] for n in nodes]
+    acc = {name: [0.0, 0.0, 0.0, 0.0] for name in names}  # signal, noise, dot, |q|^2
+    for b in batches:
+        feeds = _feeds_of(b, fp.input_names)
+        ref, got = fp.run(feeds, names), qm.run(feeds, names)
+        for name in names:
+            r, q = ref[name].astype(np.float64).ravel(), got[name].astype(np.float64).ravel()
+            a = acc[name]
+            a[0] += r @ r
+            a[1] += (r - q) @ (r - q)
+            a[2] += r @ q
+            a[3] += q @ q
+    rows = []
+    for n, name in zip(nodes, names):
+        sig, noise, dot, qq = acc[name]
+        rows.append({"layer": n.name, "op": n.attrs["source_op"] + ("+Relu" if n.attrs["relu"] else ""),
+                     "scheme": n.attrs["scheme"], "sqnr_db": float(10 * np.log10(sig / noise)) if noise else np.inf,
+                     "cosine": float(dot / np.sqrt(sig * qq)) if sig and qq else 1.0})
+    return rows
+
+
+def graph_size(model: GraphModule) -> int:
+    """Bytes of a graph's weights: its constants, plus what its quantized nodes store."""
+    total = sum(np.asarray(v).nbytes for v in model.graph.constants.values())
+    for n in model.graph.nodes:
+        cores = [n.attrs["core"]] if "core" in n.attrs else list(n.attrs.get("cores", []))
+        if n.attrs.get("depthwise") is not None:
+            cores.append(n.attrs["depthwise"].core)
+        for core in cores:
+            total += sum(v.nbytes for v in core.arrays().values() if v is not None)
+        for key in ("table_q", "scale"):
+            if key in n.attrs and n.op_type == "QuantizedGather":
+                total += n.attrs[key].nbytes
+    return total
+
+
 def _relu_after(g: Graph, node: Node):
     nxt = g.only_consumer(node.outputs[0])
     return nxt if nxt is not None and nxt.op_type == "Relu" else None
