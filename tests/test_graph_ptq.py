@@ -252,3 +252,17 @@ def test_graph_analysis_helpers(digits_cnn):
     layers = qk.ptq.compare_layers(gm, qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(gm), calib, progress=False)),
                                    xt)
     assert len(layers) == 3 and all(r["sqnr_db"] > 15 and r["cosine"] > 0.99 for r in layers)
+
+
+def test_activation_matmuls_quantize_on_request(minilm_setup, tmp_path):
+    path, fp, batches, ref = minilm_setup
+    prepared = qk.ptq.calibrate(qk.ptq.prepare(fp, activation_matmul=True), batches, progress=False)
+    qm = qk.ptq.convert(prepared)
+    assert qm.graph.op_histogram()["QuantizedMatMul"] == 12  # QK^T and PV in six layers
+    cos = _cosines(lambda b: qm.run(b)["out"], batches, ref)
+    assert cos.mean() > 0.98
+    qk.onnx.export(qm, tmp_path / "q.onnx")
+    theirs = _cosines(lambda b: _sess(tmp_path / "q.onnx").run(None, b)[0], batches, ref)
+    assert np.abs(theirs - cos).max() < 0.02
+    with pytest.raises(ValueError, match="activation_matmul"):
+        qk.ptq.prepare(nn.models.digits_mlp(), activation_matmul=True)

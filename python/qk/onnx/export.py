@@ -203,6 +203,18 @@ class _Writer:
         if core.relu:
             self.node("Relu", [y], [out])
 
+    def quantized_matmul(self, n):
+        """Both operands through QuantizeLinear/DequantizeLinear: uint8 left, int8 symmetric right."""
+        (sa, za), sb = n.attrs["a_qparams"], n.attrs["b_scale"]
+        dq = []
+        for x, scale, zp, tag in ((n.inputs[0], sa, np.uint8(za), "a"), (n.inputs[1], sb, np.int8(0), "b")):
+            s_, z_ = self.const(f"{n.name}.{tag}_scale", np.float32(scale)), self.const(f"{n.name}.{tag}_zp", zp)
+            q, d = self.name(f"{n.name}.{tag}_q"), self.name(f"{n.name}.{tag}_dq")
+            self.node("QuantizeLinear", [x, s_, z_], [q])
+            self.node("DequantizeLinear", [q, s_, z_], [d])
+            dq.append(d)
+        self.node("MatMul", dq, n.outputs, name=n.name)
+
     def quantized_gather(self, n):
         a = n.attrs
         table = self.dq_weight(a["table_q"], a["scale"], 0, n.name)
@@ -278,6 +290,8 @@ def to_onnx(model: GraphModule):
             w.quantized_conv(n)
         elif n.op_type == "QuantizedGather":
             w.quantized_gather(n)
+        elif n.op_type == "QuantizedMatMul":
+            w.quantized_matmul(n)
         else:
             w.float_node(n)
     read = {i for node in w.nodes for i in node.input}

@@ -86,14 +86,15 @@ def check_supported(model: Module, unsupported: str) -> None:
 
 def prepare(model: Module, qconfig: QConfig = INT8_STATIC, *, layers: dict | None = None, exclude=(),
             rounding: str = "nearest", bias_correction: bool = False, group_size: int | None = None,
-            unsupported: str = "warn") -> Module:
+            unsupported: str = "warn", activation_matmul: bool = False) -> Module:
     """A copy of `model` (eval mode, BatchNorm folded) whose Linear/Conv2d
     layers record what calibration needs.
 
     A `qk.graph.GraphModule` (an imported ONNX model) goes through
     `qk.quantization.graph.prepare`: Conv/Gemm/MatMul/Linear nodes with constant
     weights, static or dynamic INT8, `layers` and `exclude` by node name or
-    op type (the rounding options are for qk.nn models only, so far).
+    op type (the rounding options are for qk.nn models only, so far);
+    `activation_matmul=True` also quantizes MatMuls of two activations.
 
     qconfig: how every quantizable layer is quantized; `layers` overrides it
         per layer name (a QConfig, or None to keep that layer in float32).
@@ -109,12 +110,15 @@ def prepare(model: Module, qconfig: QConfig = INT8_STATIC, *, layers: dict | Non
         if rounding != "nearest" or bias_correction:
             raise ValueError("rounding/bias_correction: not supported on graphs yet")
         _check_options(rounding, bias_correction, group_size)
-        return graph_ptq.prepare(model, qconfig, layers=layers, exclude=exclude, group_size=group_size)
+        return graph_ptq.prepare(model, qconfig, layers=layers, exclude=exclude, group_size=group_size,
+                                 activation_matmul=activation_matmul)
     if not isinstance(model, Module):
         raise TypeError(f"model: expected a qk.nn.Module, got {type(model).__name__}")
     if not isinstance(qconfig, QConfig):
         raise TypeError(f"qconfig: expected a qk.quant.QConfig, got {type(qconfig).__name__}")
     _check_options(rounding, bias_correction, group_size)
+    if activation_matmul:
+        raise ValueError("activation_matmul: only graphs (GraphModule) have activation x activation MatMuls")
     layers = dict(layers or {})
     layers.update({name: None for name in exclude})
     prepared = copy.deepcopy(model).eval()

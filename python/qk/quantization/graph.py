@@ -83,7 +83,8 @@ def compare_nodes(fp: GraphModule, qm: GraphModule, batches) -> list:
     """Per quantized node of `qm`: op, scheme, SQNR (dB) and cosine of its
     output against the same value in `fp` over `batches` (arrays or feed
     dicts). The quantized model's error up to that node counts (cumulative)."""
-    nodes = [n for n in qm.graph.nodes if n.op_type in ("QuantizedLinear", "QuantizedConv", "QuantizedGather")]
+    nodes = [n for n in qm.graph.nodes
+             if n.op_type in ("QuantizedLinear", "QuantizedConv", "QuantizedGather", "QuantizedMatMul")]
     names = [n.outputs[0] for n in nodes]
     acc = {name: [0.0, 0.0, 0.0, 0.0] for name in names}  # signal, noise, dot, |q|^2
     for b in batches:
@@ -120,6 +121,20 @@ def graph_size(model: GraphModule) -> int:
     return total
 
 
+def _activation_matmul(g: Graph, node: Node) -> bool:
+    return node.op_type == "MatMul" and not any(i in g.constants for i in node.inputs[:2])
+
+
+def _observer_for(cfg: QConfig, signed: bool):
+    """The activation observer of cfg, on uint8 (left operand) or int8 symmetric (right operand)."""
+    from ..quant import QScheme
+
+    factory = cfg.activation_observer
+    if factory is None:
+        from ..quant import MinMaxObserver as factory
+    return factory(QScheme(8, signed=True, symmetric=True) if signed else cfg.activation)
+
+
 def _relu_after(g: Graph, node: Node):
     nxt = g.only_consumer(node.outputs[0])
     return nxt if nxt is not None and nxt.op_type == "Relu" else None
@@ -137,7 +152,8 @@ class PreparedGraph(GraphModule):
 
     def execute(self, feeds: dict) -> dict:
         env = super().execute(feeds)
-        for name, obs in self.observers.items():
+        for key, obs in self.observers.items():
+            name = key[0] if isinstance(key, tuple) else key
             x = graph_ops.data_of(env[name])
             if x.size == 0:
                 continue
@@ -151,12 +167,14 @@ class PreparedGraph(GraphModule):
 
 
 def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict | None = None,
-            exclude=(), group_size: int | None = None) -> PreparedGraph:
+            exclude=(), group_size: int | None = None, activation_matmul: bool = False) -> PreparedGraph:
     """Graph PTQ, step 1: which nodes are quantized, and observers on their inputs.
 
     `layers` maps node names or op types to a QConfig (or None: keep float);
     `exclude` lists node names or op types to keep float; `group_size`:
-    weight-only layers get one scale per this many input columns."""
+    weight-only layers get one scale per this many input columns;
+    `activation_matmul`: also quantize MatMuls of two activations (attention's
+    QK^T and PV) statically: uint8 left operand, int8 symmetric right operand."""
     if not isinstance(model, GraphModule):
         raise TypeError(f"model: expected a qk.graph.GraphModule, got {type(model).__name__}")
     if not isinstance(qconfig, QConfig):
@@ -176,6 +194,13 @@ def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict 
             plan[node.name] = "table"
             continue
         if layer_weight(g, node) is None:
+            if activation_matmul and _activation_matmul(g, node) and qconfig.mode == "static" and \
+                    layers.get(node.name, layers.get(node.op_type, qconfig)) is not None:
+                plan[node.name] = "activation_matmul"
+                for i, v in enumerate(node.inputs[:2]):
+                    key = (v, "signed") if i else v
+                    if key not in observers:
+                        observers[key] = _observer_for(qconfig, signed=bool(i))
             continue
         cfg = layers.get(node.name, layers.get(node.op_type, qconfig))
         if cfg is None:
@@ -301,6 +326,28 @@ def _run_gather(attrs, indices):
     return Tensor(attrs["table_q"][idx].astype(np.float32) * scale)
 
 
+def _run_activation_matmul(attrs, a, b):
+    """uint8 A x int8 B on the exact int8 GEMM, batch by batch, rescaled to float."""
+    from .. import _gemm_ops, _quant_ops
+
+    ad = np.ascontiguousarray(graph_ops.data_of(a), np.float32)
+    bd = np.ascontiguousarray(graph_ops.data_of(b), np.float32)
+    (sa, za), sb = attrs["a_qparams"], attrs["b_scale"]
+    aq = _quant_ops.quantize(ad, sa, za, dtype=np.uint8)
+    bq = _quant_ops.quantize(bd, sb, 0, dtype=np.int8)
+    lead = np.broadcast_shapes(aq.shape[:-2], bq.shape[:-2])
+    aq = np.broadcast_to(aq, lead + aq.shape[-2:]).reshape((-1,) + aq.shape[-2:])
+    bq = np.broadcast_to(bq, lead + bq.shape[-2:]).reshape((-1,) + bq.shape[-2:])
+    out = np.empty((aq.shape[0], aq.shape[1], bq.shape[2]), np.float32)
+    scale = np.float32(sa) * np.float32(sb)
+    for i in range(aq.shape[0]):
+        acc = _gemm_ops.int8_matmul(np.ascontiguousarray(aq[i]), np.ascontiguousarray(bq[i]))
+        colsum = bq[i].astype(np.int32).sum(axis=0)
+        out[i] = (acc - np.int32(za) * colsum).astype(np.float32) * scale
+    return Tensor(out.reshape(lead + out.shape[1:]))
+
+
+graph_ops.register("QuantizedMatMul")(_run_activation_matmul)
 graph_ops.register("QuantizedLinear")(_run_linear)
 graph_ops.register("QuantizedConv")(_run_conv)
 graph_ops.register("QuantizedGather")(_run_gather)
@@ -361,6 +408,16 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
         if cfg == "table":
             g.replace([node], [_table_node(g, node)])
             continue
+        if cfg == "activation_matmul":
+            a_q, b_q = x_qparams.get(node.inputs[0]), x_qparams.get((node.inputs[1], "signed"))
+            if a_q is not None and b_q is not None:
+                g.replace([node], [Node("QuantizedMatMul", node.inputs[:2], node.outputs,
+                                        {"a_qparams": (float(np.asarray(a_q[0]).reshape(-1)[0]),
+                                                       int(np.asarray(a_q[1]).reshape(-1)[0])),
+                                         "b_scale": float(np.asarray(b_q[0]).reshape(-1)[0]),
+                                         "scheme": "int8 static (activations)", "relu": False,
+                                         "source_op": "MatMul", "weight": ""}, node.name)])
+            continue
         if cfg is None:
             continue
         xq = x_qparams.get(node.inputs[0])
@@ -410,6 +467,16 @@ def convert(prepared: PreparedGraph) -> GraphModule:
     x_qparams = {}
     for node in g.nodes:
         cfg = prepared.quant_plan.get(node.name)
+        if cfg == "activation_matmul":
+            keys = (node.inputs[0], (node.inputs[1], "signed"))
+            if not any(k[0] in prepared.huge if isinstance(k, tuple) else k in prepared.huge for k in keys):
+                for k in keys:
+                    obs = prepared.observers[k]
+                    if not obs.observed:
+                        raise NotCalibratedError(f"node {node.name!r}: an operand was never observed; "
+                                                 "run qk.ptq.calibrate(prepared, data) before convert")
+                    x_qparams[k] = obs.qparams()
+            continue
         if not isinstance(cfg, QConfig) or cfg.mode != "static" or node.inputs[0] in prepared.huge:
             continue
         obs = prepared.observers.get(node.inputs[0])
