@@ -1,11 +1,12 @@
 # Fails the build if an ISA-specific object file defines weak (COMDAT)
 # symbols: the linker may keep that ISA's copy of an inline function for
 # every caller, and a CPU without the ISA would then crash (numpy#25274).
-# Run with -DNM=<nm> -DOBJECTS=<object files separated by |>.
+# Run with -DNM=<nm> -DOBJECTS=<object files separated by |> -DISAS=<the ISA
+# names of csrc/cpu/isa_list.h but scalar, separated by |>.
 string(REPLACE "|" ";" OBJECTS "${OBJECTS}")
 foreach(obj IN LISTS OBJECTS)
   get_filename_component(name "${obj}" NAME)
-  if(NOT name MATCHES "_(avx2|avx_vnni|avx512|avx512_vnni|amx)\\.cc\\.o$")
+  if(NOT name MATCHES "_(${ISAS})\\.cc\\.o$")
     continue()
   endif()
   execute_process(COMMAND "${NM}" -C "${obj}" OUTPUT_VARIABLE symbols RESULT_VARIABLE rc)

@@ -4,7 +4,7 @@ import pytest
 
 import qk
 
-ALL_ISAS = ["scalar", "avx2", "avx_vnni", "avx512", "avx512_vnni", "amx"]
+ALL_ISAS = list(qk._qk.isa_names())  # the one list, csrc/cpu/isa_list.h
 
 
 @pytest.fixture(params=ALL_ISAS)

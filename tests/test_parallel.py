@@ -68,3 +68,13 @@ def test_forked_children_after_the_pool_started(restore_threads):
     expected()  # the parent's pool has its workers now
     with multiprocessing.get_context("fork").Pool(2) as pool:
         assert pool.map(_child_check, range(4), chunksize=1) == [True] * 4
+
+
+def test_gemm_blocking_follows_the_reported_l2():
+    from qk import _runtime
+
+    caches, blk = _runtime.cache_sizes(), _runtime.gemm_blocking()
+    assert set(caches) == {"l1d", "l2", "l3"} and all(v >= 0 for v in caches.values())
+    l2 = caches["l2"] or 1 << 20
+    assert blk["a_block_bytes"] == min(max(l2 // 8 * 3, 96 << 10), 3 << 20)
+    assert blk["b_run_bytes"] == min(max(l2 // 16, 16 << 10), 256 << 10)

@@ -30,6 +30,14 @@ void bind_cpu(py::module_& m) {
     d["amx_bf16"] = f.amx_bf16;
     return d;
   });
+  m.def("cache_sizes", [] {
+    const CacheSizes& c = cache_sizes();
+    py::dict d;
+    d["l1d"] = c.l1d;
+    d["l2"] = c.l2;
+    d["l3"] = c.l3;
+    return d;
+  });
   m.def("isa_names", [] {
     py::list names;
     for (int i = 0; i < kNumIsas; ++i) names.append(isa_name(static_cast<Isa>(i)));

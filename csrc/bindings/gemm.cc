@@ -25,6 +25,13 @@ void run(const py::array& a, bool a_signed, size_t m, size_t k, const PackedWeig
 
 void bind_gemm(py::module_& m) {
   m.def("gemm_path", [] { return std::string(isa_name(gemm::selected_isa())); });
+  m.def("gemm_blocking", [] {
+    const gemm::Blocking& b = gemm::blocking();
+    py::dict d;
+    d["a_block_bytes"] = b.a_block_bytes;
+    d["b_run_bytes"] = b.b_run_bytes;
+    return d;
+  });
 
   py::class_<PackedWeight, std::shared_ptr<PackedWeight>>(m, "PackedWeight")
       .def(py::init([](const py::array& b, size_t k, size_t n) {

@@ -14,8 +14,9 @@
 namespace qk {
 namespace {
 
-constexpr const char* kIsaNames[kNumIsas] = {"scalar", "avx2", "avx_vnni",
-                                             "avx512", "avx512_vnni", "amx"};
+#define QK_ISA_NAME(name, flags) #name,
+constexpr const char* kIsaNames[kNumIsas] = {QK_ISA_LIST(QK_ISA_NAME)};
+#undef QK_ISA_NAME
 
 bool bit(unsigned reg, int n) { return (reg >> n) & 1u; }
 
@@ -35,6 +36,33 @@ bool request_amx_permission() {
   unsigned long bitmask = 0;
   if (syscall(SYS_arch_prctl, kArchGetXcompPerm, &bitmask) != 0) return false;
   return (bitmask >> kXfeatureXtiledata) & 1ul;
+}
+
+// Walks the deterministic cache parameter leaf (Intel 4, AMD 0x8000001D share
+// its layout): per level, ways * partitions * line size * sets.
+CacheSizes detect_caches() {
+  CacheSizes sizes{0, 0, 0};
+  unsigned a, b, c, d;
+  unsigned leaf = 4;
+  if (__get_cpuid_max(0x80000000, nullptr) >= 0x8000001D) {
+    __cpuid_count(0x80000001, 0, a, b, c, d);
+    if (bit(c, 22)) leaf = 0x8000001D;  // AMD's topology extensions
+  }
+  if (leaf == 4 && __get_cpuid_max(0, nullptr) < 4) return sizes;
+  for (unsigned i = 0; i < 16; ++i) {
+    __cpuid_count(leaf, i, a, b, c, d);
+    const unsigned type = a & 0x1f;  // 0: no more caches; 1 data, 2 instruction, 3 unified
+    if (type == 0) break;
+    if (type == 2) continue;
+    const long bytes = long((b >> 22) + 1) * long(((b >> 12) & 0x3ff) + 1) * long((b & 0xfff) + 1) * long(c + 1);
+    switch ((a >> 5) & 0x7) {
+      case 1: sizes.l1d = bytes; break;
+      case 2: sizes.l2 = bytes; break;
+      case 3: sizes.l3 = bytes; break;
+      default: break;
+    }
+  }
+  return sizes;
 }
 
 CpuFeatures detect() {
@@ -114,6 +142,11 @@ std::atomic<int>& cap_storage() {
 const CpuFeatures& cpu_features() {
   static const CpuFeatures features = detect();
   return features;
+}
+
+const CacheSizes& cache_sizes() {
+  static const CacheSizes sizes = detect_caches();
+  return sizes;
 }
 
 const char* isa_name(Isa isa) { return kIsaNames[static_cast<int>(isa)]; }

@@ -4,19 +4,20 @@
 // so it must not define inline code that could be compiled with ISA flags.
 #pragma once
 
+#include "cpu/isa_list.h"
+
 namespace qk {
 
-// Ordered from the most portable to the fastest; a cap allows every path at
-// or below it that the CPU also supports.
-enum class Isa : int {
-  scalar = 0,
-  avx2 = 1,         // AVX2 + FMA + F16C
-  avx_vnni = 2,     // + AVX-VNNI (256-bit vpdpbusd)
-  avx512 = 3,       // AVX-512 F/BW/VL/DQ
-  avx512_vnni = 4,  // + AVX-512 VNNI
-  amx = 5,          // + AMX-TILE/AMX-INT8 with the Linux tile-data permission
-};
-constexpr int kNumIsas = 6;
+// Ordered from the most portable to the fastest (cpu/isa_list.h); a cap allows
+// every path at or below it that the CPU also supports. avx2 = AVX2 + FMA +
+// F16C; avx_vnni adds 256-bit vpdpbusd; avx512 = F/BW/VL/DQ; avx512_vnni adds
+// VNNI; amx adds AMX-TILE/AMX-INT8 with the Linux tile-data permission.
+#define QK_ISA_ENUM(name, flags) name,
+enum class Isa : int { QK_ISA_LIST(QK_ISA_ENUM) };
+#undef QK_ISA_ENUM
+#define QK_ISA_COUNT(name, flags) +1
+constexpr int kNumIsas = 0 QK_ISA_LIST(QK_ISA_COUNT);
+#undef QK_ISA_COUNT
 
 struct CpuFeatures {
   bool sse42, avx, avx2, fma, f16c, avx_vnni;
@@ -28,6 +29,13 @@ struct CpuFeatures {
 };
 
 const CpuFeatures& cpu_features();
+
+// Data cache sizes per core in bytes (0 where the CPU does not say), from
+// cpuid's deterministic cache parameters (leaf 4 on Intel, 0x8000001D on AMD).
+struct CacheSizes {
+  long l1d, l2, l3;
+};
+const CacheSizes& cache_sizes();
 
 const char* isa_name(Isa isa);
 // Returns false if the name is unknown.

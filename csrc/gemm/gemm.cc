@@ -19,16 +19,24 @@ const GemmKernels& kernels_for(Isa isa) {
   }
 }
 
-// Cache blocking. The packed A block (rows x padded K) stays in L2 and is
-// reused for every column group; a run of B (kc steps of np panels) is
-// reused by every row tile of the block; the int32 sums of a block x column
-// group live in a small buffer until the last run, then the epilogue turns
-// them into the output. Measured on Zen 4 (32 KiB L1d, 1 MiB L2): B runs
-// up to 64 KiB, re-read from L2 by each row tile (8 bytes per cycle of
-// vpdpbusd, well within L2 bandwidth), beat L1-sized runs, whose extra
-// round trips of the sums cost more than they save.
-constexpr size_t kABlockBytes = 384 * 1024;
-constexpr size_t kBRunBytes = 64 * 1024;
+// Cache blocking, from the L2 size the CPU reports. The packed A block (rows
+// x padded K) stays in L2 and is reused for every column group; a run of B
+// (kc steps of np panels) is reused by every row tile of the block; the
+// int32 sums of a block x column group live in a small buffer until the last
+// run, then the epilogue turns them into the output. Measured on Zen 4
+// (32 KiB L1d, 1 MiB L2): an A block of 3/8 of L2 and B runs of L2/16
+// (64 KiB, re-read from L2 by each row tile, well within L2 bandwidth) beat
+// L1-sized runs, whose extra round trips of the sums cost more than they
+// save. Without a reported L2, 1 MiB is assumed.
+size_t clamp_bytes(long v, size_t lo, size_t hi) {
+  const size_t x = v > 0 ? size_t(v) : lo;
+  return x < lo ? lo : (x > hi ? hi : x);
+}
+
+Blocking compute_blocking() {
+  const long l2 = cache_sizes().l2 > 0 ? cache_sizes().l2 : 1L << 20;
+  return {clamp_bytes(l2 / 8 * 3, 96 * 1024, 3 * 1024 * 1024), clamp_bytes(l2 / 16, 16 * 1024, 256 * 1024)};
+}
 // Below this many multiply-adds a GEMM stays on the calling thread. Low,
 // because the pool costs little when a worker is late (the caller runs its
 // chunk): a 1 x 1024 x 1024 GEMV, bound by reading the weight, gains from
@@ -182,6 +190,11 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
 
 Isa selected_isa() { return select_isa(kImplemented); }
 
+const Blocking& blocking() {
+  static const Blocking b = compute_blocking();
+  return b;
+}
+
 Layout selected_layout() { return kernels_for(selected_isa()).layout; }
 
 void matmul(const void* a_ptr, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& epilogue,
@@ -219,7 +232,8 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
   // the split, so results do not depend on it (exact int32 anyway).
   const bool parallel = m * n * (k ? k : 1) >= kParallelMacs;
   const size_t threads = parallel ? static_cast<size_t>(num_threads()) : 1;
-  size_t mc_max = kABlockBytes / (kp * a_elem + 1) / mr * mr;
+  const Blocking& blk = blocking();
+  size_t mc_max = blk.a_block_bytes / (kp * a_elem + 1) / mr * mr;
   if (mc_max < mr) mc_max = mr;
   size_t m_blocks = (m + mc_max - 1) / mc_max;
   if (m_blocks >= threads) m_blocks = (m_blocks + threads - 1) / threads * threads;
@@ -237,7 +251,7 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
   // streamed once, nothing to reuse), else what fits kBRunBytes, split evenly.
   size_t kc = k_steps;
   if (mc > mr) {
-    const size_t kc_max = kBRunBytes / (np * kNR * step);
+    const size_t kc_max = blk.b_run_bytes / (np * kNR * step);
     const size_t runs = (k_steps + kc_max - 1) / kc_max;
     if (runs > 1) kc = (k_steps + runs - 1) / runs;
   }

@@ -14,6 +14,13 @@ Isa selected_isa();
 // The B layout the selected path's micro-kernels read.
 Layout selected_layout();
 
+// Cache blocking chosen once from the detected L2 (gemm.cc says why).
+struct Blocking {
+  size_t a_block_bytes;  // packed A block kept in L2
+  size_t b_run_bytes;    // run of B reused by every row tile of a block
+};
+const Blocking& blocking();
+
 // What happens to the exact int32 sums acc[m, n]:
 //  kInt32:   out = acc (int32, wrapping like NumPy's int32 matmul)
 //  kFloat:   y = float(acc - a_zero_point * colsum[n]) * scale[n] + bias[n], optional ReLU

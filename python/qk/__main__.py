@@ -30,6 +30,12 @@ def info() -> None:
     print(f"ISA cap: {qk.get_isa()}")
     for family, isa in qk.kernel_paths().items():
         print(f"  {family:<6} kernels run on: {isa}")
+    caches = qk._runtime.cache_sizes()
+    print("caches (one instance each, as cpuid reports): "
+          + ", ".join(f"{k} {v // 1024} KiB" if v else f"{k} unknown" for k, v in caches.items()))
+    blk = qk._runtime.gemm_blocking()
+    print(f"GEMM blocking: A block {blk['a_block_bytes'] // 1024} KiB, B run {blk['b_run_bytes'] // 1024} KiB "
+          "(from the L2 size)")
     print(f"threads: {qk.get_num_threads()}")
 
 

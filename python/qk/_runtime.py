@@ -45,6 +45,17 @@ def cpu_features() -> dict[str, bool]:
     return dict(_qk.cpu_features())
 
 
+def cache_sizes() -> dict[str, int]:
+    """Data cache sizes in bytes the CPU reports, one instance each (l1d, l2, l3; 0 if unknown)."""
+    return dict(_qk.cache_sizes())
+
+
+def gemm_blocking() -> dict[str, int]:
+    """The INT8 GEMM's cache blocking, derived from `cache_sizes()`: bytes of the
+    packed A block kept in L2 and of the B run every row tile of a block reuses."""
+    return dict(_qk.gemm_blocking())
+
+
 def kernel_paths() -> dict[str, str]:
     """The ISA path each kernel family runs on under the current cap."""
     return {f: getattr(_qk, f"{f}_path")() for f in _FAMILIES if hasattr(_qk, f"{f}_path")}
