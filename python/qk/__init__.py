@@ -16,7 +16,7 @@ from ._runtime import (
 
 # Python layers over the kernels (import after the kernel API they use).
 from . import quant  # noqa: E402
-from . import nn, ptq, qat  # noqa: E402
+from . import graph, nn, ptq, qat  # noqa: E402
 
 __version__ = _qk.__version__
 
@@ -33,6 +33,7 @@ __all__ = [
     "fp32_to_fp16",
     "get_isa",
     "get_num_threads",
+    "graph",
     "int8_matmul",
     "kernel_paths",
     "nn",

@@ -18,6 +18,7 @@ def _t(x) -> Tensor:
 
 
 def relu(x: Tensor) -> Tensor:
+    """max(x, 0), elementwise."""
     x = _t(x)
     mask = x.data > 0
     return Tensor.from_op(np.where(mask, x.data, 0).astype(x.dtype), (x,), lambda g: (g * mask,), ("Relu", {}, ()))
@@ -53,6 +54,7 @@ def gelu(x: Tensor) -> Tensor:
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """log(softmax(x)) along `axis`, computed stably."""
     x = _t(x)
     shifted = x.data - x.data.max(axis=axis, keepdims=True)
     y = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
@@ -90,6 +92,7 @@ def cross_entropy(logits: Tensor, labels) -> Tensor:
 
 
 def mse_loss(prediction: Tensor, target) -> Tensor:
+    """Mean squared error between `prediction` and `target` (same shape)."""
     prediction = _t(prediction)
     target = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=prediction.dtype))
     if prediction.shape != target.shape:
@@ -180,6 +183,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
 
 
 def max_pool2d(x: Tensor, kernel_size=2, stride=None) -> Tensor:
+    """2-D max pooling of (N, C, H, W) `x`; stride defaults to the kernel size."""
     x = _t(x)
     if x.ndim != 4:
         raise ValueError(f"input: expected shape (N, C, H, W), got {x.shape}")

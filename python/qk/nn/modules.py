@@ -32,6 +32,9 @@ class Parameter(Tensor):
 
 
 class Module:
+    """Base class of layers and models: parameters, buffers and submodules are
+    found from attributes; `__call__` runs `forward`; `train()`/`eval()` set the mode."""
+
     def __init__(self):
         object.__setattr__(self, "_params", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
@@ -187,6 +190,8 @@ class Linear(Module):
 
 
 class Conv2d(Module):
+    """2-D convolution (cross-correlation, as PyTorch) over (N, C, H, W); PyTorch's initialisation."""
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True):
         super().__init__()
         kh, kw = F._pair(kernel_size, "kernel_size")
@@ -229,19 +234,27 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
+    """Batch normalization over (N, C) or (N, C, L) inputs."""
+
     _input_dims = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
+    """Batch normalization over (N, C, H, W) inputs."""
+
     _input_dims = (4,)
 
 
 class ReLU(Module):
+    """max(x, 0)."""
+
     def forward(self, x):
         return F.relu(x)
 
 
 class LeakyReLU(Module):
+    """x if x > 0 else negative_slope * x."""
+
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         self.negative_slope = negative_slope
@@ -251,21 +264,29 @@ class LeakyReLU(Module):
 
 
 class Tanh(Module):
+    """Hyperbolic tangent."""
+
     def forward(self, x):
         return F.tanh(x)
 
 
 class GELU(Module):
+    """GELU, tanh approximation (PyTorch's approximate='tanh')."""
+
     def forward(self, x):
         return F.gelu(x)
 
 
 class Flatten(Module):
+    """Flattens every dimension after the first."""
+
     def forward(self, x):
         return x.flatten(1)
 
 
 class MaxPool2d(Module):
+    """2-D max pooling (stride defaults to the kernel size)."""
+
     def __init__(self, kernel_size=2, stride=None):
         super().__init__()
         self.kernel_size, self.stride = kernel_size, stride
@@ -278,6 +299,8 @@ class MaxPool2d(Module):
 
 
 class Dropout(Module):
+    """Zeroes inputs with probability p in training (scaling the rest by 1 / (1 - p)); identity in eval."""
+
     def __init__(self, p: float = 0.5):
         super().__init__()
         if not 0 <= p < 1:
@@ -292,6 +315,8 @@ class Dropout(Module):
 
 
 class Identity(Module):
+    """Returns its input."""
+
     def forward(self, x):
         return x
 

@@ -286,4 +286,5 @@ class Tensor:
 
 
 def tensor(data, requires_grad: bool = False) -> Tensor:
+    """A Tensor of `data` (float32 unless it is float64)."""
     return Tensor(data, requires_grad=requires_grad)

@@ -232,11 +232,14 @@ def progress_bar(label: str, done: int, total: int | None, width: int = 30) -> s
 
 def calibrate(prepared: PreparedGraph, data, *, progress: bool = True) -> PreparedGraph:
     """Graph PTQ, step 2: runs `data` (an array of samples for a single-input
-    model, split into batches of 32, or an iterable of arrays or feed dicts)
+    model, split into batches of 32, an (inputs, labels) pair, or an iterable
+    of arrays or feed dicts)
     so the observers see the ranges. Batches may differ in shape (padded
     sequences of any length)."""
     if not isinstance(prepared, PreparedGraph):
         raise TypeError(f"prepared: expected the result of qk.ptq.prepare, got {type(prepared).__name__}")
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
+        data = data[0]  # an (inputs, labels) pair, as the qk.nn path takes
     batches = [data[i: i + 32] for i in range(0, len(data), 32)] if isinstance(data, np.ndarray) else data
     total = len(batches) if hasattr(batches, "__len__") else None
     seen = 0
