@@ -8,7 +8,11 @@ import math
 import numpy as np
 
 from . import _qk
-from ._validate import make_out, require_array, require_int, scales_float32
+from ._validate import finish, make_out, require_array, require_int, scales_float32, work_buffer
+
+# The largest K whose int32 sum of uint8 x int8 products cannot wrap: 2^31 / (255 * 128).
+# quantized_linear and dynamic_linear split longer rows (int8_matmul wraps, like NumPy).
+EXACT_K = (2 ** 31 - 1) // (255 * 128)
 
 _OUT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -92,8 +96,9 @@ def int8_matmul(a, b, *, out=None) -> np.ndarray:
     a2, lead, k = _lhs(a, "a")
     w = _weight(b, k, "b")
     out = make_out(out, "out", lead + (w.n,), np.int32)
-    _qk.int8_matmul(a2, a2.dtype == np.int8, a2.shape[0], k, w._native, out)
-    return out
+    work = work_buffer(out, a2)
+    _qk.int8_matmul(a2, a2.dtype == np.int8, a2.shape[0], k, w._native, work)
+    return finish(out, work)
 
 
 def _scalar_scale(value, name: str) -> np.float32:
@@ -149,9 +154,35 @@ def _linear(x2, lead, k, wp, x_zp, scale, bias, relu, out_dtype, out_scale, out_
     else:
         raise TypeError(f"out_dtype: expected numpy.float32, numpy.int8 or numpy.uint8, got {out_dtype!r}")
     out = make_out(out, "out", lead + (wp.n,), odt)
-    _qk.quantized_linear(x2, x2.dtype == np.int8, x2.shape[0], k, wp._native, x_zp, scale, bias, bool(relu), out,
-                         kind, os_, ozp, float(qmin), float(qmax))
-    return out
+    work = work_buffer(out, x2, bias, scale)
+    if k > EXACT_K:
+        _long_k_linear(x2, wp, x_zp, scale, bias, bool(relu), work.reshape(-1, wp.n), kind, os_, ozp, qmin, qmax)
+    else:
+        _qk.quantized_linear(x2, x2.dtype == np.int8, x2.shape[0], k, wp._native, x_zp, scale, bias, bool(relu),
+                             work, kind, os_, ozp, float(qmin), float(qmax))
+    return finish(out, work)
+
+
+def _long_k_linear(x2, wp, x_zp, scale, bias, relu, out2, kind, out_scale, out_zp, qmin, qmax):
+    """The quantized_linear epilogue for rows longer than EXACT_K: int32 sums of
+    chunks of K combined in int64 (exact), then the same float32 epilogue."""
+    b = wp.unpack()
+    acc = np.zeros((x2.shape[0], wp.n), np.int64)
+    for k0 in range(0, x2.shape[1], EXACT_K):
+        chunk = slice(k0, k0 + EXACT_K)
+        acc += int8_matmul(np.ascontiguousarray(x2[:, chunk]), pack_int8_weight(np.ascontiguousarray(b[chunk])))
+    acc -= np.int64(x_zp) * b.sum(axis=0, dtype=np.int64)
+    y = acc.astype(np.float32) * scale
+    if bias is not None:
+        y += bias
+    if relu:
+        np.maximum(y, 0, out=y)
+    if kind == 0:
+        out2[...] = y
+    else:
+        from ._quant_ops import quantize
+
+        out2[...] = quantize(y, out_scale, int(out_zp), dtype=out2.dtype)
 
 
 def quantized_linear(x_q, w, *, x_scale, x_zero_point, w_scale, bias=None, relu: bool = False,
@@ -192,8 +223,29 @@ def dynamic_linear(x, w, w_scale, bias=None, *, out=None) -> np.ndarray:
     lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError("x: contains NaN or infinity; its quantization range is undefined")
+    work = work_buffer(out, x, ws, bias)
+    if k > EXACT_K:
+        return finish(out, _long_k_dynamic(x, wp, ws, bias, min(lo, 0.0), max(hi, 0.0), work))
     # uint8 quantization (x_scale = (max(x, 0) - min(x, 0)) / 255 in float64
     # rounded to float32, or 1 for all zeros; zero point round(-min(x, 0) /
     # x_scale)), GEMM and epilogue in one native call.
-    _qk.dynamic_linear(x, math.prod(x.shape[:-1]), k, min(lo, 0.0), max(hi, 0.0), wp._native, ws, bias, out)
+    _qk.dynamic_linear(x, math.prod(x.shape[:-1]), k, min(lo, 0.0), max(hi, 0.0), wp._native, ws, bias, work)
+    return finish(out, work)
+
+
+def _long_k_dynamic(x, wp, ws, bias, lo, hi, out):
+    """dynamic_linear for rows longer than EXACT_K: the native call's
+    quantization parameters (x_scale = (hi - lo) / 255 in float64, rounded to
+    float32, 1 for all zeros; zero point round_half_even(-lo / x_scale)), then
+    the exact long-K epilogue."""
+    from ._quant_ops import quantize
+
+    x_scale = np.float32((hi - lo) / 255.0)
+    if not x_scale > 0:
+        x_scale = np.float32(1.0)
+    zp = int(min(max(np.rint(-lo / np.float64(x_scale)), 0.0), 255.0))
+    xq = quantize(np.ascontiguousarray(x), x_scale, zp, dtype=np.uint8)
+    x2 = xq.reshape(-1, x.shape[-1])
+    scale = (x_scale * ws).astype(np.float32)
+    _long_k_linear(x2, wp, zp, scale, bias, False, out.reshape(-1, wp.n), 0, 1.0, 0.0, 0, 0)
     return out

@@ -8,11 +8,13 @@ import numpy as np
 
 from . import _qk
 from ._validate import (
+    finish,
     make_out,
     normalize_axis,
     require_array,
     require_int,
     scales_float32,
+    work_buffer,
     zero_points_float32,
 )
 
@@ -63,8 +65,9 @@ def quantize(x, scale, zero_point=0, *, axis=None, dtype=np.int8, out=None):
     qmin, qmax = _RANGES[qdtype]
     layout, s, z = _params(x.shape, axis, scale, zero_point, qmin, qmax)
     out = make_out(out, "out", x.shape, qdtype)
-    _qk.quantize(x, out, qdtype == np.uint8, *layout, s, z, float(qmin), float(qmax))
-    return out
+    work = work_buffer(out, x, s, z)
+    _qk.quantize(x, work, qdtype == np.uint8, *layout, s, z, float(qmin), float(qmax))
+    return finish(out, work)
 
 
 def dequantize(q, scale, zero_point=0, *, axis=None, out=None):
@@ -73,8 +76,9 @@ def dequantize(q, scale, zero_point=0, *, axis=None, out=None):
     qmin, qmax = _RANGES[q.dtype]
     layout, s, z = _params(q.shape, axis, scale, zero_point, qmin, qmax)
     out = make_out(out, "out", q.shape, np.float32)
-    _qk.dequantize(q, q.dtype == np.uint8, out, *layout, s, z)
-    return out
+    work = work_buffer(out, q, s, z)
+    _qk.dequantize(q, q.dtype == np.uint8, work, *layout, s, z)
+    return finish(out, work)
 
 
 def fake_quantize(x, scale, zero_point=0, *, axis=None, qmin=-128, qmax=127, out=None):
@@ -91,5 +95,6 @@ def fake_quantize(x, scale, zero_point=0, *, axis=None, qmin=-128, qmax=127, out
         raise ValueError(f"qmin: must be <= qmax, got qmin={qmin}, qmax={qmax}")
     layout, s, z = _params(x.shape, axis, scale, zero_point, qmin, qmax)
     out = make_out(out, "out", x.shape, np.float32)
-    _qk.fake_quantize(x, out, *layout, s, z, float(qmin), float(qmax))
-    return out
+    work = work_buffer(out, x, s, z)
+    _qk.fake_quantize(x, work, *layout, s, z, float(qmin), float(qmax))
+    return finish(out, work)

@@ -61,6 +61,23 @@ def make_out(out, name: str, shape, dtype) -> np.ndarray:
     return out
 
 
+def work_buffer(out: np.ndarray, *inputs) -> np.ndarray:
+    """Where a kernel should write: `out` itself, or a fresh array when `out`
+    shares memory with an input (the kernel would read what it already
+    wrote, or race with itself across threads). Pair with `finish`."""
+    for arr in inputs:
+        if isinstance(arr, np.ndarray) and np.may_share_memory(arr, out):
+            return np.empty_like(out)
+    return out
+
+
+def finish(out: np.ndarray, work: np.ndarray) -> np.ndarray:
+    """Copies a temporary `work` buffer into `out`; returns `out`."""
+    if work is not out:
+        np.copyto(out, work)
+    return out
+
+
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
