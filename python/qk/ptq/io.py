@@ -146,42 +146,108 @@ def _decode(spec: dict, path: str, arrays) -> nn.Module:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["args"].items()})
     if kind == "QuantizedLayer":
         core = _load_core(spec, path, arrays)
+        _int(spec.get("out_features"), f"layer {path!r}: out_features", 1)
         conv = None if spec["conv"] is None else tuple(tuple(v) for v in spec["conv"])
         return QuantizedLayer(core, spec["out_features"], conv)
     classes = {"Linear": nn.Linear, "Conv2d": nn.Conv2d, "BatchNorm1d": nn.BatchNorm1d, "BatchNorm2d": nn.BatchNorm2d}
     if kind in classes:
         args = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["args"].items()}
+        weight = arrays.get(f"{path}/weight")
+        _need(weight is not None and weight.dtype == np.float32, f"layer {path!r}: float32 weight missing")
+        sizes = [v for key, v in args.items() if key in ("in_features", "out_features", "in_channels",
+                                                       "out_channels", "num_features")]
+        _need(all(isinstance(v, int) and 0 < v <= weight.size for v in sizes),
+              f"layer {path!r}: sizes {sizes} do not fit its weight of {weight.size} values")
         module = classes[kind](**args)
         module.load_state_dict({k: arrays[f"{path}/{k}"] for k in module.state_dict()})
         return module
     raise ValueError(f"path: unknown module type {kind!r} in the file")
 
 
+class _Bad(ValueError):
+    """A malformed spec: load() reports it with the path."""
+
+
+def _need(cond, what: str) -> None:
+    if not cond:
+        raise _Bad(what)
+
+
+def _int(v, what: str, lo: int = 0, hi: int = 1 << 40) -> int:
+    _need(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi, f"{what}: expected an int in "
+          f"[{lo}, {hi}], got {v!r}")
+    return v
+
+
+def _arr(a: dict, key: str, dtype, shape, what: str) -> np.ndarray:
+    """The array `key` of a core, of exactly `dtype` and `shape` (None: any length there)."""
+    _need(key in a, f"{what}: array {key!r} is missing")
+    arr = a[key]
+    _need(arr.dtype == np.dtype(dtype), f"{what}: {key} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
+    _need(arr.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, arr.shape)),
+          f"{what}: {key} has shape {arr.shape}, expected {tuple('?' if s is None else s for s in shape)}")
+    return arr
+
+
 def _load_core(spec, path, arrays):
-    """A core from its spec; its arrays are under `path` (a graph's core specs carry their own path)."""
-    kind, meta = spec["core"], spec["meta"]
+    """A core from its spec, every field checked against the arrays present
+    before anything is built; its arrays are under `path` (a graph's core
+    specs carry their own path)."""
+    _need(isinstance(spec, dict) and isinstance(spec.get("meta"), dict) and isinstance(spec.get("arrays"), list),
+          "layer: malformed quantized layer description")
+    kind, meta = spec.get("core"), spec["meta"]
     if path is None:
-        path = spec["path"]
-    a = {k: arrays[f"{path}/{k}"] for k in spec["arrays"]}
-    bias = a.get("bias")
+        path = spec.get("path")
+    _need(isinstance(path, str), "layer: malformed quantized layer description")
+    what = f"layer {path!r}"
+    _need(all(isinstance(k, str) for k in spec["arrays"]), f"{what}: malformed array list")
+    a = {k: arrays[f"{path}/{k}"] for k in spec["arrays"] if f"{path}/{k}" in arrays}
+    relu = meta.get("relu")
+    _need(isinstance(relu, bool), f"{what}: relu must be a bool")
     if kind in ("static_int8", "dynamic_int8"):
-        weight_q = int_weight_from_stored(a, meta.get("k"))
-    if kind == "static_int8":
-        return StaticInt8Core(weight_q, a["w_scale"], bias, meta["x_scale"], meta["x_zero_point"], meta["relu"],
-                              meta["bits"], tuple(meta["x_range"]))
-    if kind == "dynamic_int8":
-        return DynamicInt8Core(weight_q, a["w_scale"], bias, meta["relu"], meta["bits"])
+        bits = _int(meta.get("bits"), f"{what}: bits", 2, 8)
+        w_scale = a.get("w_scale")
+        _need(w_scale is not None and w_scale.ndim == 1, f"{what}: w_scale (1-D) is missing")
+        n = w_scale.shape[0]
+        k = _int(meta.get("k", a.get("weight_q", np.zeros((0, 0))).shape[-1] if "weight_q" in a else None),
+                 f"{what}: k", 0)
+        if "weight_q4" in a:
+            _need(bits <= 4, f"{what}: packed 4-bit weights for {bits}-bit layer")
+            _arr(a, "weight_q4", np.uint8, (n, (k + 1) // 2), what)
+        else:
+            _arr(a, "weight_q", np.int8, (n, k), what)
+        _arr(a, "w_scale", np.float32, (n,), what)
+        bias = _arr(a, "bias", np.float32, (n,), what) if "bias" in a else None
+        weight_q = int_weight_from_stored(a, k)
+        if kind == "dynamic_int8":
+            return DynamicInt8Core(weight_q, w_scale, bias, relu, bits)
+        x_scale, x_range = meta.get("x_scale"), meta.get("x_range")
+        _need(isinstance(x_scale, float) and np.isfinite(x_scale) and x_scale > 0, f"{what}: x_scale must be > 0")
+        _need(isinstance(x_range, list) and len(x_range) == 2, f"{what}: x_range must be [qmin, qmax]")
+        lo, hi = (_int(v, f"{what}: x_range", -128, 255) for v in x_range)
+        zp = _int(meta.get("x_zero_point"), f"{what}: x_zero_point", lo, hi)
+        return StaticInt8Core(weight_q, w_scale, bias, x_scale, zp, relu, bits, (lo, hi))
     if kind == "weight_only":
-        core = WeightOnlyCore(np.zeros((meta["n"], meta["k"]), np.int8), a["scales"], bias, meta["relu"],
-                              meta["bits"], meta["group_size"])
-        core.stored = a["stored"]
+        n, k = _int(meta.get("n"), f"{what}: n"), _int(meta.get("k"), f"{what}: k")
+        bits = _int(meta.get("bits"), f"{what}: bits", 2, 8)
+        group = meta.get("group_size")
+        _need(group is None or (isinstance(group, int) and group > 0), f"{what}: group_size must be None or > 0")
+        stored = _arr(a, "stored", np.uint8 if bits <= 4 else np.int8, (n, (k + 1) // 2 if bits <= 4 else k), what)
+        scale_shape = (n,) if group is None else (n, -(-k // group))
+        scales = _arr(a, "scales", np.float32, scale_shape, what)
+        bias = _arr(a, "bias", np.float32, (n,), what) if "bias" in a else None
+        core = WeightOnlyCore.__new__(WeightOnlyCore)  # the checked arrays as they are: nothing to allocate
+        core.n, core.k, core.bits, core.group_size = n, k, bits, group
+        core.stored, core.scales, core.bias, core.relu = stored, scales, bias, relu
         return core
     if kind == "fp16":
-        core = FP16Core(np.zeros((1, 1), np.float32), None, meta["relu"])
-        core.weight_half = a["weight_half"]
-        core.bias = bias
+        w = a.get("weight_half")
+        _need(w is not None and w.dtype == np.float16 and w.ndim == 2, f"{what}: weight_half (float16, 2-D) missing")
+        bias = _arr(a, "bias", np.float16, (w.shape[0],), what) if "bias" in a else None
+        core = FP16Core.__new__(FP16Core)
+        core.weight_half, core.bias, core.relu = w, bias, relu
         return core
-    raise ValueError(f"path: unknown quantized layer kind {kind!r} in the file")
+    raise _Bad(f"{what}: unknown quantized layer kind {kind!r}")
 
 
 def _npz_path(path) -> str:
@@ -210,14 +276,41 @@ def save(model: nn.Module, path) -> None:
         raise
 
 
+def _check_members(path) -> None:
+    """Refuses, before NumPy allocates anything, an archive member whose .npy
+    header declares more bytes than the member can hold (a small file that
+    claims gigabytes), or a compressed member larger than any real save."""
+    import zipfile
+
+    disk = os.path.getsize(path)
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            stored = info.compress_type == zipfile.ZIP_STORED
+            if info.file_size > (disk if stored else 1100 * max(info.compress_size, 1)):
+                raise ValueError(f"path: {path!s}: member {info.filename!r} claims {info.file_size} bytes")
+            with z.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)(member)
+                if dtype.hasobject:
+                    raise ValueError(f"path: {path!s}: member {info.filename!r} holds Python objects")
+                if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
+                    raise ValueError(f"path: {path!s}: member {info.filename!r} declares shape {shape} of "
+                                     f"{dtype}, more than its {info.file_size} bytes")
+
+
 def load(path) -> nn.Module:
     """Rebuilds a model saved by `save` (a qk.nn model or a GraphModule); no
-    FP32 model is needed. `path` follows save's suffix rule."""
+    FP32 model is needed. `path` follows save's suffix rule. The file is
+    untrusted: no pickle, every member's size checked before it is read,
+    every field of the description checked against the arrays present; any
+    malformed file is a ValueError."""
     if not os.path.exists(os.fspath(path)) and os.path.exists(_npz_path(path)):
         path = _npz_path(path)
     import zipfile
 
     try:
+        _check_members(path)
         f = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"path: {path!s} is not a .npz file saved by qk.ptq.save ({e})") from e
@@ -227,7 +320,7 @@ def load(path) -> nn.Module:
                              "(for a state dict, use Module.load)")
         try:
             header = json.loads(bytes(f["__qk_model__"]).decode())
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"path: {path!s} has a damaged model description ({e})") from None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             got = header.get("format") if isinstance(header, dict) else header
@@ -238,5 +331,7 @@ def load(path) -> nn.Module:
             raise ValueError(f"path: {path!s} is damaged ({type(e).__name__}: {e})") from None
     try:
         return _decode(header["model"], "m", arrays).eval()
-    except (KeyError, TypeError, IndexError, AttributeError) as e:
+    except _Bad as e:
+        raise ValueError(f"path: {path!s}: {e}") from None
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError, OverflowError) as e:
         raise ValueError(f"path: {path!s} is damaged or incomplete ({type(e).__name__}: {e})") from None
