@@ -78,3 +78,29 @@ def test_gemm_blocking_follows_the_reported_l2():
     l2 = caches["l2"] or 1 << 20
     assert blk["a_block_bytes"] == min(max(l2 // 8 * 3, 96 << 10), 3 << 20)
     assert blk["b_run_bytes"] == min(max(l2 // 16, 16 << 10), 256 << 10)
+
+
+def test_pool_shrinks_when_the_thread_count_goes_down():
+    """After a burst at 16 threads, lowering the count lets surplus workers exit
+    (every job used to wake every worker: small calls got ~20x slower)."""
+    import time
+
+    import numpy as np
+
+    from qk import _qk
+
+    previous = qk.get_num_threads()
+    a = np.random.default_rng(0).integers(0, 256, (512, 512)).astype(np.uint8)
+    w = qk.pack_int8_weight(np.ones((512, 512), np.int8))
+    try:
+        qk.set_num_threads(16)
+        want = qk.int8_matmul(a, w)
+        assert _qk.pool_workers() >= 15
+        qk.set_num_threads(2)
+        deadline = time.monotonic() + 5
+        while _qk.pool_workers() > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _qk.pool_workers() <= 1
+        assert np.array_equal(qk.int8_matmul(a, w), want)  # and the pool still works
+    finally:
+        qk.set_num_threads(previous)

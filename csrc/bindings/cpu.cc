@@ -56,6 +56,7 @@ void bind_cpu(py::module_& m) {
     set_isa_cap(isa);
   });
   m.def("get_num_threads", [] { return num_threads(); });
+  m.def("pool_workers", [] { return pool_workers(); });
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw py::value_error("set_num_threads: n must be >= 1");
     set_num_threads(n);

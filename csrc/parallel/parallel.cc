@@ -84,7 +84,9 @@ struct Job {
 // Worker threads shared by all callers (several Python threads may call
 // kernels at once: each call is its own Job in the queue). Workers are
 // detached and the pool is never destroyed, so nothing races with
-// interpreter shutdown.
+// interpreter shutdown. A job wakes only as many workers as it has chunks
+// to share, and workers beyond num_threads() - 1 (after the thread count
+// went down) exit, so a pool once grown large costs nothing later.
 class Pool {
  public:
   void run(const std::shared_ptr<Job>& job) {
@@ -94,7 +96,7 @@ class Pool {
       jobs_.push_back(job);
       queued_.store(jobs_.size(), std::memory_order_release);
     }
-    wake_.notify_all();
+    for (size_t i = 1; i < job->chunks; ++i) wake_.notify_one();
     job->work();
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -117,7 +119,11 @@ class Pool {
       std::shared_ptr<Job> job;
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return !jobs_.empty(); });
+        wake_.wait(lock, [&] { return !jobs_.empty() || surplus(); });
+        if (surplus()) {
+          --workers_;
+          return;
+        }
         job = jobs_.front();
         // Everything claimed: leave it to its caller and look at the next job.
         if (job->next.load(std::memory_order_relaxed) >= job->chunks) {
@@ -130,6 +136,22 @@ class Pool {
     }
   }
 
+  // More workers than the thread count needs (the caller is one of the threads). Under mutex_.
+  bool surplus() const { return workers_ + 1 > static_cast<size_t>(std::max(num_threads(), 1)); }
+
+ public:
+  // Lets surplus workers see that they are (after set_num_threads lowered the count).
+  void wake_all() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    wake_.notify_all();
+  }
+
+  size_t workers() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return workers_;
+  }
+
+ private:
   static constexpr std::chrono::microseconds kPoll{100};
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -159,7 +181,12 @@ Pool& pool() {
 
 int num_threads() { return threads_storage().load(std::memory_order_relaxed); }
 
-void set_num_threads(int n) { threads_storage().store(n, std::memory_order_relaxed); }
+void set_num_threads(int n) {
+  threads_storage().store(n, std::memory_order_relaxed);
+  pool().wake_all();
+}
+
+size_t pool_workers() { return pool().workers(); }
 
 void parallel_for(size_t n, size_t grain, size_t align,
                   const std::function<void(size_t, size_t)>& fn) {

@@ -10,8 +10,10 @@ namespace qk {
 // Threads used for large problems: QK_NUM_THREADS, else the cores this
 // process may run on.
 int num_threads();
-// The caller has checked n >= 1.
+// The caller has checked n >= 1. Workers beyond the new count exit.
 void set_num_threads(int n);
+// Worker threads alive now (the calling thread is not one of them).
+size_t pool_workers();
 
 // Calls fn(begin, end) on disjoint chunks that cover [0, n), each at least
 // `grain` long (except when n < grain), on up to num_threads() threads.
