@@ -6,6 +6,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -13,6 +14,14 @@
 namespace qk::bindings {
 
 namespace py = pybind11;
+
+// a * b, or a ValueError when it does not fit size_t (sizes passed to the
+// private module must never wrap into a small, wrong element count).
+inline size_t product(size_t a, size_t b, const char* what) {
+  size_t r;
+  if (__builtin_mul_overflow(a, b, &r)) throw py::value_error(std::string(what) + ": size overflows");
+  return r;
+}
 
 template <typename T>
 void check_buffer(const py::array& a, const char* name, size_t size) {
@@ -22,6 +31,8 @@ void check_buffer(const py::array& a, const char* name, size_t size) {
     throw py::type_error(std::string(name) + ": wrong dtype for the kernel");
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + ": must be C-contiguous");
+  if (reinterpret_cast<uintptr_t>(a.data()) % alignof(T) != 0)
+    throw py::value_error(std::string(name) + ": must be aligned to its element size");
   if (static_cast<size_t>(a.size()) != size)
     throw py::value_error(std::string(name) + ": expected " + std::to_string(size) + " elements, got " +
                           std::to_string(a.size()));

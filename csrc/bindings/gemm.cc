@@ -15,8 +15,8 @@ template <typename Out>
 void run(const py::array& a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& ep,
          py::array& out) {
   if (w.k() != k) throw py::value_error("b: K of the packed weight does not match a");
-  const void* ap = input_data<uint8_t>(a, "a", m * k);
-  void* op = output_data<Out>(out, "out", m * w.n());
+  const void* ap = input_data<uint8_t>(a, "a", product(m, k, "a"));
+  void* op = output_data<Out>(out, "out", product(m, w.n(), "out"));
   py::gil_scoped_release release;
   gemm::matmul(ap, a_signed, m, k, w, ep, op);
 }
@@ -35,7 +35,7 @@ void bind_gemm(py::module_& m) {
 
   py::class_<PackedWeight, std::shared_ptr<PackedWeight>>(m, "PackedWeight")
       .def(py::init([](const py::array& b, size_t k, size_t n) {
-             const int8_t* bp = input_data<int8_t>(b, "b", k * n);
+             const int8_t* bp = input_data<int8_t>(b, "b", product(k, n, "b"));
              py::gil_scoped_release release;
              return std::make_shared<PackedWeight>(bp, k, n, gemm::selected_layout());
            }),
@@ -93,7 +93,7 @@ void bind_gemm(py::module_& m) {
       [](const py::array& x, size_t m_rows, size_t k, double lo, double hi, const PackedWeight& w,
          const py::array& w_scale, const py::object& bias, py::array& out) {
         if (w.k() != k) throw py::value_error("w: K of the packed weight does not match x");
-        const float* xp = input_data<float>(x, "x", m_rows * k);
+        const float* xp = input_data<float>(x, "x", product(m_rows, k, "x"));
         const float* sp = input_data<float>(w_scale, "w_scale", w.n());
         py::array bias_array;
         const float* bp = nullptr;
@@ -101,7 +101,7 @@ void bind_gemm(py::module_& m) {
           bias_array = bias.cast<py::array>();
           bp = input_data<float>(bias_array, "bias", w.n());
         }
-        float* op = output_data<float>(out, "out", m_rows * w.n());
+        float* op = output_data<float>(out, "out", product(m_rows, w.n(), "out"));
         bool scales_ok;
         {
           py::gil_scoped_release release;

@@ -4,6 +4,14 @@
 #include <cstdint>
 
 namespace qk::bindings {
+namespace {
+
+quant::Layout checked_layout(size_t outer, size_t channels, size_t inner) {
+  (void)product(product(outer, channels, "layout"), inner, "layout");
+  return quant::Layout{outer, channels, inner};
+}
+
+}  // namespace
 
 void bind_quant(py::module_& m) {
   m.def("quant_path", [] { return std::string(isa_name(quant::selected_isa())); });
@@ -12,7 +20,7 @@ void bind_quant(py::module_& m) {
       "quantize",
       [](const py::array& x, py::array& q, bool q_unsigned, size_t outer, size_t channels, size_t inner,
          const py::array& scale, const py::array& zero_point, float qmin, float qmax) {
-        const quant::Layout layout{outer, channels, inner};
+        const quant::Layout layout = checked_layout(outer, channels, inner);
         const float* xp = input_data<float>(x, "x", layout.size());
         void* qp = output_data<uint8_t>(q, "out", layout.size());
         const float* sp = input_data<float>(scale, "scale", channels);
@@ -27,7 +35,7 @@ void bind_quant(py::module_& m) {
       "dequantize",
       [](const py::array& q, bool q_unsigned, py::array& x, size_t outer, size_t channels, size_t inner,
          const py::array& scale, const py::array& zero_point) {
-        const quant::Layout layout{outer, channels, inner};
+        const quant::Layout layout = checked_layout(outer, channels, inner);
         const void* qp = input_data<uint8_t>(q, "q", layout.size());
         float* xp = output_data<float>(x, "out", layout.size());
         const float* sp = input_data<float>(scale, "scale", channels);
@@ -42,7 +50,7 @@ void bind_quant(py::module_& m) {
       "fake_quantize",
       [](const py::array& x, py::array& y, size_t outer, size_t channels, size_t inner, const py::array& scale,
          const py::array& zero_point, float qmin, float qmax) {
-        const quant::Layout layout{outer, channels, inner};
+        const quant::Layout layout = checked_layout(outer, channels, inner);
         const float* xp = input_data<float>(x, "x", layout.size());
         float* yp = output_data<float>(y, "out", layout.size());
         const float* sp = input_data<float>(scale, "scale", channels);

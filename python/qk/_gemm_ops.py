@@ -27,6 +27,8 @@ class PackedInt8Weight:
     __slots__ = ("_native",)
 
     def __init__(self, native):
+        if not isinstance(native, _qk.PackedWeight):
+            raise TypeError(f"PackedInt8Weight: build it with qk.pack_int8_weight(b), got {type(native).__name__}")
         self._native = native
 
     @property
@@ -84,7 +86,8 @@ def _lhs(a, name: str):
     if a.ndim == 0:
         raise ValueError(f"{name}: expected at least 1 dimension (K,), got a 0-d array")
     k = a.shape[-1]
-    return a.reshape(-1, k) if a.ndim != 2 else a, a.shape[:-1], k
+    rows = math.prod(a.shape[:-1])  # explicit: reshape(-1, 0) cannot infer the rows when K = 0
+    return a.reshape(rows, k) if a.ndim != 2 else a, a.shape[:-1], k
 
 
 def int8_matmul(a, b, *, out=None) -> np.ndarray:
@@ -125,7 +128,12 @@ def _bias(bias, n: int):
     """None, or the bias as a contiguous float32 array of N values."""
     if bias is None:
         return None
-    bias = np.ascontiguousarray(np.asarray(bias), dtype=np.float32)
+    if isinstance(bias, np.ma.MaskedArray):
+        raise TypeError("bias: masked arrays are not supported (the mask would be ignored)")
+    raw = np.asarray(bias)
+    if raw.dtype.kind not in "fiu":
+        raise TypeError(f"bias: expected real numbers, got dtype {raw.dtype}")
+    bias = np.ascontiguousarray(raw, dtype=np.float32)
     if bias.shape != (n,):
         raise ValueError(f"bias: expected shape ({n},), got {bias.shape}")
     return bias

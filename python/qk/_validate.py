@@ -18,12 +18,16 @@ def require_array(value, name: str, dtypes) -> np.ndarray:
     """Returns `value` as a C-contiguous ndarray whose dtype is one of `dtypes`."""
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(value).__name__}")
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{name}: masked arrays are not supported (the mask would be ignored); "
+                        "pass value.filled(fill) or the data")
     allowed = tuple(np.dtype(d) for d in dtypes)
     if value.dtype not in allowed:
         names = " or ".join(str(d) for d in allowed)
         raise TypeError(f"{name}: expected dtype {names}, got {value.dtype}")
-    # Not np.ascontiguousarray: it turns 0-d arrays into 1-d ones.
-    return value if value.flags.c_contiguous else value.copy(order="C")
+    # Not np.ascontiguousarray: it turns 0-d arrays into 1-d ones. The kernels
+    # read whole elements, so a misaligned buffer is copied too.
+    return value if value.flags.c_contiguous and value.flags.aligned else value.copy(order="C")
 
 
 def require_int(value, name: str, low: int | None = None, high: int | None = None) -> int:
@@ -63,8 +67,10 @@ def make_out(out, name: str, shape, dtype) -> np.ndarray:
 
 def work_buffer(out: np.ndarray, *inputs) -> np.ndarray:
     """Where a kernel should write: `out` itself, or a fresh array when `out`
-    shares memory with an input (the kernel would read what it already
+    is misaligned or shares memory with an input (the kernel would read what it already
     wrote, or race with itself across threads). Pair with `finish`."""
+    if not out.flags.aligned:  # the kernels write whole elements
+        return np.empty_like(out)
     for arr in inputs:
         if isinstance(arr, np.ndarray) and np.may_share_memory(arr, out):
             return np.empty_like(out)
