@@ -31,7 +31,7 @@ void check_buffer(const py::array& a, const char* name, size_t size) {
     throw py::type_error(std::string(name) + ": wrong dtype for the kernel");
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + ": must be C-contiguous");
-  if (reinterpret_cast<uintptr_t>(a.data()) % alignof(T) != 0)
+  if (size != 0 && reinterpret_cast<uintptr_t>(a.data()) % alignof(T) != 0)
     throw py::value_error(std::string(name) + ": must be aligned to its element size");
   if (static_cast<size_t>(a.size()) != size)
     throw py::value_error(std::string(name) + ": expected " + std::to_string(size) + " elements, got " +

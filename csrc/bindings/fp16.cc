@@ -15,7 +15,7 @@ void check_elements(const py::array& a, const char* name, size_t size) {
   if (!half_bits) check_buffer<T>(a, name, size);
   else if (!(a.flags() & py::array::c_style) || static_cast<size_t>(a.size()) != size)
     throw py::value_error(std::string(name) + ": must be C-contiguous with " + std::to_string(size) + " elements");
-  if (reinterpret_cast<uintptr_t>(a.data()) % alignof(T) != 0)
+  if (size != 0 && reinterpret_cast<uintptr_t>(a.data()) % alignof(T) != 0)
     throw py::value_error(std::string(name) + ": must be aligned");
 }
 
