@@ -55,3 +55,21 @@ def test_refused_inputs():
 def test_k_zero_with_leading_dimensions():
     out = qk.int8_matmul(np.zeros((2, 3, 0), np.uint8), np.zeros((0, 4), np.int8))
     assert out.shape == (2, 3, 4) and not out.any()
+
+
+def test_ctrl_c_interrupts_a_long_gemm():
+    """A GEMM of minutes' worth of rows runs as blocks: SIGINT raises KeyboardInterrupt soon, not at the end."""
+    import os
+    import signal
+    import threading
+    import time
+
+    a = np.ones((6144, 6144), np.uint8)
+    w = qk.pack_int8_weight(np.ones((6144, 6144), np.int8))
+    timer = threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        qk.int8_matmul(a, w)
+    timer.join()
+    assert time.perf_counter() - t0 < 60  # a generous bound: the point is that it is raised at all

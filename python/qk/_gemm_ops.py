@@ -10,6 +10,18 @@ import numpy as np
 from . import _qk
 from ._validate import finish, make_out, require_array, require_int, scales_float32, work_buffer
 
+# Multiply-adds per native call: larger GEMMs run as several calls over row
+# blocks (identical results: rows are independent), so Python can deliver a
+# KeyboardInterrupt between them instead of after the whole product.
+INTERRUPTIBLE_MACS = 1 << 32
+
+
+def _row_blocks(rows: int, k: int, n: int):
+    """[(start, stop)] covering the rows, each block at most INTERRUPTIBLE_MACS multiply-adds."""
+    per = max(1, INTERRUPTIBLE_MACS // max(k * n, 1))
+    return [(r, min(r + per, rows)) for r in range(0, rows, per)] or [(0, 0)]
+
+
 # The largest K whose int32 sum of uint8 x int8 products cannot wrap: 2^31 / (255 * 128).
 # quantized_linear and dynamic_linear split longer rows (int8_matmul wraps, like NumPy).
 EXACT_K = (2 ** 31 - 1) // (255 * 128)
@@ -100,7 +112,9 @@ def int8_matmul(a, b, *, out=None) -> np.ndarray:
     w = _weight(b, k, "b")
     out = make_out(out, "out", lead + (w.n,), np.int32)
     work = work_buffer(out, a2)
-    _qk.int8_matmul(a2, a2.dtype == np.int8, a2.shape[0], k, w._native, work)
+    w2 = work.reshape(a2.shape[0], w.n)
+    for r0, r1 in _row_blocks(a2.shape[0], k, w.n):
+        _qk.int8_matmul(a2[r0:r1], a2.dtype == np.int8, r1 - r0, k, w._native, w2[r0:r1])
     return finish(out, work)
 
 
@@ -164,10 +178,13 @@ def _linear(x2, lead, k, wp, x_zp, scale, bias, relu, out_dtype, out_scale, out_
     out = make_out(out, "out", lead + (wp.n,), odt)
     work = work_buffer(out, x2, bias, scale)
     if k > EXACT_K:
-        _long_k_linear(x2, wp, x_zp, scale, bias, bool(relu), work.reshape(-1, wp.n), kind, os_, ozp, qmin, qmax)
+        _long_k_linear(x2, wp, x_zp, scale, bias, bool(relu), work.reshape(x2.shape[0], wp.n), kind, os_, ozp, qmin,
+                       qmax)
     else:
-        _qk.quantized_linear(x2, x2.dtype == np.int8, x2.shape[0], k, wp._native, x_zp, scale, bias, bool(relu),
-                             work, kind, os_, ozp, float(qmin), float(qmax))
+        w2 = work.reshape(x2.shape[0], wp.n)
+        for r0, r1 in _row_blocks(x2.shape[0], k, wp.n):
+            _qk.quantized_linear(x2[r0:r1], x2.dtype == np.int8, r1 - r0, k, wp._native, x_zp, scale, bias,
+                                 bool(relu), w2[r0:r1], kind, os_, ozp, float(qmin), float(qmax))
     return finish(out, work)
 
 
@@ -237,7 +254,10 @@ def dynamic_linear(x, w, w_scale, bias=None, *, out=None) -> np.ndarray:
     # uint8 quantization (x_scale = (max(x, 0) - min(x, 0)) / 255 in float64
     # rounded to float32, or 1 for all zeros; zero point round(-min(x, 0) /
     # x_scale)), GEMM and epilogue in one native call.
-    _qk.dynamic_linear(x, math.prod(x.shape[:-1]), k, min(lo, 0.0), max(hi, 0.0), wp._native, ws, bias, work)
+    rows = math.prod(x.shape[:-1])
+    x2, w2 = x.reshape(rows, k), work.reshape(rows, wp.n)
+    for r0, r1 in _row_blocks(x2.shape[0], k, wp.n):  # one range for all blocks: the same as one call
+        _qk.dynamic_linear(x2[r0:r1], r1 - r0, k, min(lo, 0.0), max(hi, 0.0), wp._native, ws, bias, w2[r0:r1])
     return finish(out, work)
 
 
@@ -255,5 +275,5 @@ def _long_k_dynamic(x, wp, ws, bias, lo, hi, out):
     xq = quantize(np.ascontiguousarray(x), x_scale, zp, dtype=np.uint8)
     x2 = xq.reshape(-1, x.shape[-1])
     scale = (x_scale * ws).astype(np.float32)
-    _long_k_linear(x2, wp, zp, scale, bias, False, out.reshape(-1, wp.n), 0, 1.0, 0.0, 0, 0)
+    _long_k_linear(x2, wp, zp, scale, bias, False, out.reshape(x2.shape[0], wp.n), 0, 1.0, 0.0, 0, 0)
     return out
