@@ -26,6 +26,8 @@ def _layout(shape, axis):
     if axis is None:
         return (1, 1, math.prod(shape)), None
     axis = normalize_axis(axis, len(shape))
+    if shape[axis] == 1:  # one channel is per-tensor: one contiguous run, not `outer` tiny ones
+        return (1, 1, math.prod(shape)), axis
     outer = math.prod(shape[:axis])
     inner = math.prod(shape[axis + 1:])
     return (outer, shape[axis], inner), axis
