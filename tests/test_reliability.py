@@ -73,3 +73,16 @@ def test_ctrl_c_interrupts_a_long_gemm():
         qk.int8_matmul(a, w)
     timer.join()
     assert time.perf_counter() - t0 < 60  # a generous bound: the point is that it is raised at all
+
+
+def test_all_nan_calibration_is_refused():
+    from qk import nn
+
+    p = qk.ptq.prepare(nn.models.digits_mlp())
+    qk.ptq.calibrate(p, np.full((10, 64), np.nan, np.float32), progress=False)
+    with pytest.raises(qk.quant.NotCalibratedError, match="no finite value"):
+        qk.ptq.convert(p)
+    g = qk.graph.GraphModule(qk.graph.trace(nn.models.digits_mlp(), np.zeros((1, 64), np.float32)))
+    pg = qk.ptq.calibrate(qk.ptq.prepare(g), np.full((10, 64), np.nan, np.float32), progress=False)
+    with pytest.raises(qk.quant.NotCalibratedError, match="no finite value"):
+        qk.ptq.convert(pg)

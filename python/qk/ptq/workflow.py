@@ -41,6 +41,7 @@ class ObservedLayer(Module):
         k = int(np.prod(layer.weight.shape[1:]))
         self.stats = InputStats(k) if collect_stats else None
         self.batches = 0
+        self.finite_batches = 0  # batches with at least one finite input value
 
     def input_rows(self, data: np.ndarray) -> np.ndarray:
         if self.geometry is None:
@@ -52,6 +53,7 @@ class ObservedLayer(Module):
         data = np.asarray(x.data, dtype=np.float32)
         if self.observer is not None:
             self.observer.observe(data)
+            self.finite_batches += bool(data.size) and bool(np.isfinite(data).any())
         if self.stats is not None:
             self.stats.update(self.input_rows(data))
         self.batches += 1
@@ -262,6 +264,9 @@ def _make_core(name: str, obs: ObservedLayer, options: dict):
         if obs.batches == 0:
             raise NotCalibratedError(f"layer {name!r}: no calibration data observed; "
                                      "run qk.ptq.calibrate(prepared, data) before convert")
+        if obs.finite_batches == 0:
+            raise NotCalibratedError(f"layer {name!r}: its calibration inputs held no finite value (all NaN or "
+                                     "inf), so they define no range")
         x_scale, x_zp = obs.observer.qparams()
         return static_int8_core(w, scale, bias, x_scale, x_zp, relu, cfg, weight_q=q)
     if cfg.mode == "dynamic":

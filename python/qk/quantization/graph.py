@@ -148,6 +148,7 @@ class PreparedGraph(GraphModule):
         object.__setattr__(self, "quant_plan", plan)  # node name -> QConfig
         object.__setattr__(self, "observers", observers)  # value name -> observer
         object.__setattr__(self, "huge", {})  # value name -> largest |x| seen (or inf)
+        object.__setattr__(self, "finite", set())  # observer keys that saw a finite value
         object.__setattr__(self, "batches", 0)
 
     def execute(self, feeds: dict) -> dict:
@@ -158,8 +159,10 @@ class PreparedGraph(GraphModule):
             if x.size == 0:
                 continue
             finite = np.isfinite(x)
+            if finite.any():
+                self.finite.add(key)
             peak = float(np.abs(x[finite]).max()) if finite.any() else np.inf
-            if not finite.all() or peak >= HUGE:
+            if finite.any() and (not finite.all() or peak >= HUGE):
                 self.huge[name] = max(self.huge.get(name, 0.0), np.inf if not finite.all() else peak)
             obs.observe(np.ascontiguousarray(x, np.float32))
         object.__setattr__(self, "batches", self.batches + 1)
@@ -486,6 +489,9 @@ def convert(prepared: PreparedGraph) -> GraphModule:
         if obs is None or not obs.observed:
             raise NotCalibratedError(f"node {node.name!r}: its input {node.inputs[0]!r} was never observed; "
                                      "run qk.ptq.calibrate(prepared, data) before convert")
+        if node.inputs[0] not in prepared.finite:
+            raise NotCalibratedError(f"node {node.name!r}: its input {node.inputs[0]!r} held no finite value in "
+                                     "calibration (all NaN or inf), so it defines no range")
         x_qparams[node.inputs[0]] = obs.qparams()
     return integer_graph(g, prepared.quant_plan, x_qparams, group_size=prepared.group_size)
 
