@@ -66,3 +66,31 @@ def test_amx_real_matches_emulated_bit_for_bit(shape, signed, threads):
         pytest.skip("this machine has no AMX tiles")
     a, b = _operands(*shape, signed, seed=1)
     assert np.array_equal(amx_matmul(a, b, emulated=False), amx_matmul(a, b, emulated=True))
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 16), (33, 65, 33), (70, 300, 50)], ids=lambda s: "x".join(map(str, s)))
+def test_amx_driver_with_the_shared_epilogues(shape, threads):
+    """int8_matmul, quantized_linear (float, ReLU, requantized) and dynamic_linear
+    through the AMX driver give the bits the other paths give."""
+    m, k, n = shape
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (m, k)).astype(np.uint8)
+    s = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    b = rng.integers(-128, 128, (k, n)).astype(np.int8)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    ws = rng.uniform(1e-3, 1e-2, n).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    calls = [lambda w: qk.int8_matmul(a, w), lambda w: qk.int8_matmul(s, w),
+             lambda w: qk.quantized_linear(a, w, x_scale=0.02, x_zero_point=9, w_scale=ws, bias=bias, relu=True),
+             lambda w: qk.quantized_linear(s, w, x_scale=0.02, x_zero_point=-3, w_scale=ws, out_dtype=np.uint8,
+                                           out_scale=0.05, out_zero_point=128),
+             lambda w: qk.dynamic_linear(x, w, ws, bias)]
+    w = qk.pack_int8_weight(b)
+    want = [f(w) for f in calls]
+    _qk.set_amx_emulation(True)
+    try:
+        got = [f(qk.pack_int8_weight(b)) for f in calls]
+    finally:
+        _qk.set_amx_emulation(False)
+    for g, e in zip(got, want):
+        assert np.array_equal(g, e)

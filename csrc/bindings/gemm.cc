@@ -75,6 +75,8 @@ void bind_gemm(py::module_& m) {
       py::arg("a"), py::arg("a_signed"), py::arg("m"), py::arg("k"), py::arg("w"), py::arg("out"),
       py::arg("emulated"));
 
+  m.def("set_amx_emulation", &gemm::set_amx_emulation, py::arg("on"));
+
   m.def(
       "int8_matmul",
       [](const py::array& a, bool a_signed, size_t m_rows, size_t k, const PackedWeight& w, py::array& out) {

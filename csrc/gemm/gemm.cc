@@ -1,17 +1,22 @@
 #include "gemm/gemm.h"
 
+#include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <vector>
+
+#include "gemm/amx.h"
 
 #include "parallel/parallel.h"
 
 namespace qk::gemm {
 namespace {
 
-constexpr bool kImplemented[kNumIsas] = {true, true, true, false, true, false};
+constexpr bool kImplemented[kNumIsas] = {true, true, true, false, true, true};
 
 const GemmKernels& kernels_for(Isa isa) {
   switch (isa) {
+    case Isa::amx:  // AMX has its own driver (amx.cc); these tiles serve when it cannot run
     case Isa::avx512_vnni: return avx512_vnni::kernels;
     case Isa::avx_vnni: return avx_vnni::kernels;
     case Isa::avx2: return avx2::kernels;
@@ -182,6 +187,34 @@ struct TileWriter {
   }
 };
 
+// The shared epilogue over a whole M x N matrix of int32 sums (the AMX
+// driver's output), 16 columns at a time as the tile writers see them.
+template <Epilogue::Kind kKind>
+void finish_sums(const int32_t* acc, size_t m, const PackedWeight& w, const Epilogue& ep, void* out) {
+  const size_t n = w.n();
+  const uint32_t zero_point = kKind == Epilogue::kInt32 ? 0u : static_cast<uint32_t>(ep.a_zero_point);
+  const TileWriter<kKind> write{ep, w.column_sums().data(), zero_point, n, out};
+  for (size_t col0 = 0; col0 < n; col0 += kNR)
+    write(acc + col0, n, m, 0, col0, col0 + kNR <= n ? kNR : n - col0);
+}
+
+std::atomic<bool> amx_emulation{false};
+
+// The AMX driver serves a call when the cap selects amx and its self-test
+// passed on first use (else the avx512_vnni tiles do, with a note on stderr),
+// or when the tests ask for the emulated kernel.
+bool amx_route(bool* emulated) {
+  *emulated = amx_emulation.load(std::memory_order_relaxed);
+  if (*emulated) return true;
+  if (selected_isa() != Isa::amx) return false;
+  static const bool ok = [] {
+    const bool passed = amx_self_test();
+    if (!passed) std::fprintf(stderr, "qk: the AMX tiles disagree with their emulation; using avx512_vnni\n");
+    return passed;
+  }();
+  return ok;
+}
+
 template <Epilogue::Kind kKind>
 void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& ep,
                void* out, const GemmKernels& kern, const PackedPanels& b, uint32_t shift);
@@ -197,9 +230,20 @@ const Blocking& blocking() {
 
 Layout selected_layout() { return kernels_for(selected_isa()).layout; }
 
+void set_amx_emulation(bool on) { amx_emulation.store(on, std::memory_order_relaxed); }
+
 void matmul(const void* a_ptr, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& epilogue,
             void* out) {
   if (m == 0 || w.n() == 0) return;
+  bool emulated = false;
+  if (amx_route(&emulated)) {
+    const auto* a8 = static_cast<const uint8_t*>(a_ptr);
+    if (epilogue.kind == Epilogue::kInt32) return amx_matmul_int32(emulated, a8, a_signed, m, k, w, static_cast<int32_t*>(out));
+    std::vector<int32_t> acc(m * w.n());
+    amx_matmul_int32(emulated, a8, a_signed, m, k, w, acc.data());
+    if (epilogue.kind == Epilogue::kFloat) return finish_sums<Epilogue::kFloat>(acc.data(), m, w, epilogue, out);
+    return finish_sums<Epilogue::kRequant>(acc.data(), m, w, epilogue, out);
+  }
   const GemmKernels& kern = kernels_for(selected_isa());
   const PackedPanels& b = w.panels(kern.layout);
   const uint32_t shift = kern.layout == Layout::kQuads && a_signed ? 128u : 0u;

@@ -21,6 +21,10 @@ struct Blocking {
 };
 const Blocking& blocking();
 
+// Test-only: route every GEMM through the AMX driver on the emulated tiles,
+// so the AMX path's integration (epilogues, threads) runs on any machine.
+void set_amx_emulation(bool on);
+
 // What happens to the exact int32 sums acc[m, n]:
 //  kInt32:   out = acc (int32, wrapping like NumPy's int32 matmul)
 //  kFloat:   y = float(acc - a_zero_point * colsum[n]) * scale[n] + bias[n], optional ReLU
