@@ -170,3 +170,12 @@ def test_property_matches_reference_on_every_path(m, k, n, signed, seed):
             np.testing.assert_array_equal(qk.int8_matmul(a, b), expected)
     finally:
         qk.set_isa(previous)
+
+
+@pytest.mark.parametrize("m", [5, 6, 7, 11, 12, 13])
+@pytest.mark.parametrize("n", [15, 16, 17, 31, 33])
+def test_shapes_around_the_tiles(isa, m, n):
+    """Rows around the 6-row AVX2 tile (and the 4- and 8-row ones), columns around a 16-wide panel."""
+    for dtype in (np.int8, np.uint8):
+        a, b = operands(m, 67, n, dtype, seed=m * 31 + n)
+        np.testing.assert_array_equal(qk.int8_matmul(a, b), ref(a, b))
