@@ -266,3 +266,22 @@ def test_activation_matmuls_quantize_on_request(minilm_setup, tmp_path):
     assert np.abs(theirs - cos).max() < 0.02
     with pytest.raises(ValueError, match="activation_matmul"):
         qk.ptq.prepare(nn.models.digits_mlp(), activation_matmul=True)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("options", [dict(rounding="gptq"), dict(bias_correction=True)], ids=["gptq", "bias-corr"])
+def test_gptq_and_bias_correction_on_graphs_match_the_qk_nn_path(name, options):
+    model, _ = nn.models.train_reference(name, epochs=2)
+    data = nn.load_digits(images=name == "cnn")
+    g = trace(model, data.train[0][:1])
+    simplify(g)
+    gm = GraphModule(g)
+    cfg = qk.quant.QConfig(weight=qk.quant.QScheme(4, signed=True, symmetric=True, axis=0),
+                           activation=qk.quant.UINT8_ACTIVATION, mode="static")
+    calib, xt = data.train[0][:200], data.test[0]
+    seq = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(model, cfg, **options), calib, progress=False))
+    graph_q = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(gm, cfg, **options), calib, progress=False))
+    a, b = seq(nn.Tensor(xt)).data, graph_q.run({"input": xt})["output"]
+    np.testing.assert_allclose(b, a, atol=1e-4 * np.abs(a).max())
+    plain = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(gm, cfg), calib, progress=False))
+    assert not np.array_equal(plain.run({"input": xt})["output"], b)  # the option changed something

@@ -95,7 +95,7 @@ def prepare(model: Module, qconfig: QConfig = INT8_STATIC, *, layers: dict | Non
     A `qk.graph.GraphModule` (an imported ONNX model) goes through
     `qk.quantization.graph.prepare`: Conv/Gemm/MatMul/Linear nodes with constant
     weights, static or dynamic INT8, `layers` and `exclude` by node name or
-    op type (the rounding options are for qk.nn models only, so far);
+    op type;
     `activation_matmul=True` also quantizes MatMuls of two activations.
 
     qconfig: how every quantizable layer is quantized; `layers` overrides it
@@ -109,11 +109,10 @@ def prepare(model: Module, qconfig: QConfig = INT8_STATIC, *, layers: dict | Non
         (keep them in float32 with a warning), "error" or "ignore".
     """
     if isinstance(model, GraphModule):
-        if rounding != "nearest" or bias_correction:
-            raise ValueError("rounding/bias_correction: not supported on graphs yet")
         _check_options(rounding, bias_correction, group_size)
         return graph_ptq.prepare(model, qconfig, layers=layers, exclude=exclude, group_size=group_size,
-                                 activation_matmul=activation_matmul)
+                                 activation_matmul=activation_matmul, rounding=rounding,
+                                 bias_correction=bias_correction)
     if not isinstance(model, Module):
         raise TypeError(f"model: expected a qk.nn.Module, got {type(model).__name__}")
     if not isinstance(qconfig, QConfig):

@@ -121,6 +121,21 @@ def graph_size(model: GraphModule) -> int:
     return total
 
 
+def layer_input_rows(node: Node, x: np.ndarray) -> np.ndarray:
+    """A layer's input as the rows its (N, K) weight multiplies: im2col patches
+    in (channel, kh, kw) order for a Conv, the last axis for the others."""
+    x = np.asarray(x, np.float32)
+    if node.op_type != "Conv":
+        return x.reshape(-1, x.shape[-1])
+    kh, kw = node.attrs.get("kernel_shape") or x.shape[2:]
+    strides, dil, pads = _spatial_attrs(node.attrs, x.shape[2:], (kh, kw))
+    oh = _out_size(x.shape[2], kh, strides[0], dil[0], pads[0], pads[2])
+    ow = _out_size(x.shape[3], kw, strides[1], dil[1], pads[1], pads[3])
+    xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    cols = np.stack([v for _, _, v in _taps(xp, kh, kw, strides, dil, oh, ow)], axis=2)  # (N, C, K, OH, OW)
+    return cols.transpose(0, 3, 4, 1, 2).reshape(-1, x.shape[1] * kh * kw)
+
+
 def _activation_matmul(g: Graph, node: Node) -> bool:
     return node.op_type == "MatMul" and not any(i in g.constants for i in node.inputs[:2])
 
@@ -149,6 +164,7 @@ class PreparedGraph(GraphModule):
         object.__setattr__(self, "observers", observers)  # value name -> observer
         object.__setattr__(self, "huge", {})  # value name -> largest |x| seen (or inf)
         object.__setattr__(self, "finite", set())  # observer keys that saw a finite value
+        object.__setattr__(self, "stats", {})  # node name -> InputStats (GPTQ, bias correction)
         object.__setattr__(self, "batches", 0)
 
     def execute(self, feeds: dict) -> dict:
@@ -165,19 +181,26 @@ class PreparedGraph(GraphModule):
             if finite.any() and (not finite.all() or peak >= HUGE):
                 self.huge[name] = max(self.huge.get(name, 0.0), np.inf if not finite.all() else peak)
             obs.observe(np.ascontiguousarray(x, np.float32))
+        for name, stats in self.stats.items():
+            node = self._graph.node(name)
+            stats.update(layer_input_rows(node, graph_ops.data_of(env[node.inputs[0]])))
         object.__setattr__(self, "batches", self.batches + 1)
         return env
 
 
 def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict | None = None,
-            exclude=(), group_size: int | None = None, activation_matmul: bool = False) -> PreparedGraph:
+            exclude=(), group_size: int | None = None, activation_matmul: bool = False,
+            rounding: str = "nearest", bias_correction: bool = False) -> PreparedGraph:
     """Graph PTQ, step 1: which nodes are quantized, and observers on their inputs.
 
     `layers` maps node names or op types to a QConfig (or None: keep float);
     `exclude` lists node names or op types to keep float; `group_size`:
     weight-only layers get one scale per this many input columns;
     `activation_matmul`: also quantize MatMuls of two activations (attention's
-    QK^T and PV) statically: uint8 left operand, int8 symmetric right operand."""
+    QK^T and PV) statically: uint8 left operand, int8 symmetric right operand;
+    `rounding="gptq"` and `bias_correction` use statistics of each layer's
+    inputs gathered during calibration (as on qk.nn models; grouped
+    convolutions keep round-to-nearest)."""
     if not isinstance(model, GraphModule):
         raise TypeError(f"model: expected a qk.graph.GraphModule, got {type(model).__name__}")
     if not isinstance(qconfig, QConfig):
@@ -215,6 +238,15 @@ def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict 
             observers[node.inputs[0]] = cfg.make_activation_observer()
     prepared = PreparedGraph(g, plan, observers)
     object.__setattr__(prepared, "group_size", group_size)
+    object.__setattr__(prepared, "rounding", rounding)
+    object.__setattr__(prepared, "bias_correction", bool(bias_correction))
+    if rounding == "gptq" or bias_correction:
+        from ..ptq.rounding import InputStats
+
+        for node in g.nodes:
+            cfg = plan.get(node.name)
+            if isinstance(cfg, QConfig) and cfg.mode != "fp16" and node.attrs.get("group", 1) == 1:
+                prepared.stats[node.name] = InputStats(layer_weight(g, node)[0].shape[1])
     return prepared
 
 
@@ -371,7 +403,8 @@ def _table_node(g: Graph, node: Node) -> Node:
                  "relu": False, "source_op": "Gather"}, node.name)
 
 
-def _core(cfg: QConfig, w: np.ndarray, b, x_qparams, relu: bool, w_scale=None, group_size=None):
+def _core(cfg: QConfig, w: np.ndarray, b, x_qparams, relu: bool, w_scale=None, group_size=None, stats=None,
+          rounding="nearest", bias_correction=False):
     """The core of one layer: weights (N, K) on the grid of `w_scale` (by
     default the scheme's per-channel scales of w), activations (static) on
     x_qparams = (scale, zero point); weight-only and FP16 cores keep float activations."""
@@ -380,17 +413,23 @@ def _core(cfg: QConfig, w: np.ndarray, b, x_qparams, relu: bool, w_scale=None, g
 
     if cfg.mode == "fp16":
         return FP16Core(w, b, relu)
+    from ..ptq.rounding import corrected_bias
+    from ..ptq.workflow import _dequantized
+
+    if stats is None:
+        rounding, bias_correction = "nearest", False
+    gs = group_size if cfg.mode == "weight_only" else None
+    scale = weight_qparams(w, cfg, gs) if w_scale is None or gs is not None else np.asarray(w_scale, np.float32)
+    q = _quantize_weight(w, scale, cfg, rounding, stats, gs)
+    if bias_correction:
+        b = corrected_bias(b, w, _dequantized(q, scale, gs), stats.mean)
     if cfg.mode == "weight_only":
-        scale = weight_qparams(w, cfg, group_size)
-        q = _quantize_weight(w, scale, cfg, "nearest", None, group_size)
-        return WeightOnlyCore(q, scale, b, relu, cfg.weight.bits, group_size)
-    scale = weight_qparams(w, cfg) if w_scale is None else np.asarray(w_scale, np.float32)
+        return WeightOnlyCore(q, scale, b, relu, cfg.weight.bits, gs)
     if cfg.mode == "dynamic":
-        q = cfg.weight.with_axis(0).quantize(np.ascontiguousarray(w), scale, 0)
         return DynamicInt8Core(q, scale, b, relu, cfg.weight.bits)
     x_scale, x_zp = x_qparams
     return static_int8_core(w, scale, b, float(np.asarray(x_scale).reshape(-1)[0]),
-                            int(np.asarray(x_zp).reshape(-1)[0]), relu, cfg)
+                            int(np.asarray(x_zp).reshape(-1)[0]), relu, cfg, weight_q=q)
 
 
 def _scheme_label(cfg: QConfig) -> str:
@@ -402,13 +441,15 @@ def _scheme_label(cfg: QConfig) -> str:
 
 
 def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None = None,
-                  group_size: int | None = None) -> GraphModule:
+                  group_size: int | None = None, stats: dict | None = None, rounding: str = "nearest",
+                  bias_correction: bool = False) -> GraphModule:
     """`g` with each planned node (plan: node name -> QConfig, or "table")
     replaced by its integer node. x_qparams: {activation value: (scale, zero
     point)} for static layers; w_scales: {node name: (N,) weight scales}
     where they are given (QAT), else from the weights. Shared by PTQ and QAT."""
     g = g.copy()
-    w_scales = w_scales or {}
+    w_scales, stats = w_scales or {}, stats or {}
+    opts = {"rounding": rounding, "bias_correction": bias_correction}
     for node in list(g.nodes):
         cfg = plan.get(node.name)
         if cfg == "table":
@@ -444,7 +485,10 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
             wg = w.reshape(groups, o // groups, -1)
             bg = None if b is None else b.reshape(groups, -1)
             sg = None if ws is None else np.broadcast_to(ws, (o,)).reshape(groups, -1)
-            if groups > 1 and wg.shape[1] == 1 and w.shape[1] == kh * kw and cfg.mode == "static":
+            if groups == 1:
+                attrs["cores"] = [_core(cfg, w, b, xq, relu is not None, ws, group_size, stats.get(node.name),
+                                        **opts)]
+            elif wg.shape[1] == 1 and w.shape[1] == kh * kw and cfg.mode == "static":
                 attrs["depthwise"] = DepthwiseInt8(_core(cfg, w, b, xq, relu is not None, ws))
                 attrs["cores"] = []
             else:
@@ -453,7 +497,8 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
             new = Node("QuantizedConv", [node.inputs[0]], [out], attrs, node.name)
         else:
             new = Node("QuantizedLinear", [node.inputs[0]], [out],
-                       dict(core=_core(cfg, w, b, xq, relu is not None, ws, group_size), **info), node.name)
+                       dict(core=_core(cfg, w, b, xq, relu is not None, ws, group_size, stats.get(node.name), **opts),
+                            **info), node.name)
         g.replace([node] + ([relu] if relu is not None else []), [new])
     g.remove_dead()
     return GraphModule(g)
@@ -493,7 +538,12 @@ def convert(prepared: PreparedGraph) -> GraphModule:
             raise NotCalibratedError(f"node {node.name!r}: its input {node.inputs[0]!r} held no finite value in "
                                      "calibration (all NaN or inf), so it defines no range")
         x_qparams[node.inputs[0]] = obs.qparams()
-    return integer_graph(g, prepared.quant_plan, x_qparams, group_size=prepared.group_size)
+    for name in prepared.stats:
+        if prepared.stats[name].count == 0:
+            raise NotCalibratedError(f"node {name!r}: GPTQ rounding and bias correction need calibration data; "
+                                     "run qk.ptq.calibrate(prepared, data) before convert")
+    return integer_graph(g, prepared.quant_plan, x_qparams, group_size=prepared.group_size, stats=prepared.stats,
+                         rounding=prepared.rounding, bias_correction=prepared.bias_correction)
 
 
 def quantize_dynamic(model: GraphModule, qconfig: QConfig | None = None, **options) -> GraphModule:
