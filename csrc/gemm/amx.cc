@@ -13,6 +13,10 @@ void amx_matmul_int32(bool emulated, const uint8_t* a, bool a_signed, size_t m, 
                       int32_t* out) {
   const size_t n = w.n();
   if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty sum (and no zero-length copies from empty buffers)
+    std::memset(out, 0, m * n * sizeof(int32_t));
+    return;
+  }
   const PackedPanels& panels = w.panels(Layout::kQuads);
   const size_t kp = (k + 63) / 64 * 64, mp = (m + 31) / 32 * 32;
   const size_t pairs = (panels.panels + 1) / 2, np = pairs * 32;
