@@ -140,13 +140,7 @@ class _Writer:
             w, bias = self.float_weight(core, base)
             mm = self.name(f"{base}.matmul")
             self.node("MatMul", [x, w], [mm])
-            if bias is None:
-                return self.finish(mm, None, None, core.relu, base, out)
-            y = out if not core.relu else self.name(f"{base}.biased")
-            self.node("Add", [mm, bias], [y])
-            if core.relu:
-                self.node("Relu", [y], [out])
-            return
+            return self.add_bias_relu(mm, bias, core.relu, base, out)
         if isinstance(core, DynamicInt8Core):
             xq, xs, xzp = (self.name(f"{base}.x_{k}") for k in ("q", "scale", "zero_point"))
             self.node("DynamicQuantizeLinear", [x], [xq, xs, xzp])
@@ -159,12 +153,16 @@ class _Writer:
         mm = self.name(f"{base}.matmul")
         self.node("MatMul", [xdq, w], [mm])
         b = self.dq_bias(core.bias, np.float32(core.x_scale) * core.w_scale.astype(np.float64), base)
-        if b is None:
-            return self.finish(mm, None, None, core.relu, base, out)
-        y = out if not core.relu else self.name(f"{base}.biased")
-        self.node("Add", [mm, b], [y])
-        if core.relu:
-            self.node("Relu", [y], [out])
+        self.add_bias_relu(mm, b, core.relu, base, out)
+
+    def add_bias_relu(self, y, bias, relu, base, out):
+        """y (+ the graph value `bias`) (then ReLU) into `out`."""
+        if bias is None:
+            return self.finish(y, None, None, relu, base, out)
+        biased = out if not relu else self.name(f"{base}.biased")
+        self.node("Add", [y, bias], [biased])
+        if relu:
+            self.node("Relu", [biased], [out])
 
     def quantized_conv(self, n):
         a, base, x, out = n.attrs, n.name, n.inputs[0], n.outputs[0]
