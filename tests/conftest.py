@@ -26,3 +26,17 @@ def threads(request):
     qk.set_num_threads(request.param)
     yield request.param
     qk.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def digits_cnn_graph():
+    """(the digits CNN trained 3 epochs, its traced graph with BatchNorm folded, the digits data),
+    shared by the graph PTQ and QAT tests."""
+    from qk import nn
+    from qk.graph import GraphModule, simplify, trace
+
+    model, _ = nn.models.train_reference("cnn", epochs=3)
+    data = nn.load_digits(images=True)
+    g = trace(model, data.train[0][:1])
+    simplify(g)
+    return model, GraphModule(g), data

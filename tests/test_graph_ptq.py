@@ -22,12 +22,8 @@ from onnx_zoo import SENTENCES, export, export_minilm, mobilenet, randomize_bn, 
 
 
 @pytest.fixture(scope="module")
-def digits_cnn():
-    model, _ = nn.models.train_reference("cnn", epochs=3)
-    data = nn.load_digits(images=True)
-    g = trace(model, data.train[0][:1])
-    simplify(g)
-    return model, GraphModule(g), data
+def digits_cnn(digits_cnn_graph):
+    return digits_cnn_graph
 
 
 def _sess(proto_or_path):

@@ -8,17 +8,13 @@ import pytest
 
 import qk
 from qk import nn
-from qk.graph import GraphModule, simplify, trace
 from qk.quant import UINT8_ACTIVATION, QConfig, QScheme
 
 
 @pytest.fixture(scope="module")
-def digits():
-    model, _ = nn.models.train_reference("cnn", epochs=3)
-    data = nn.load_digits(images=True)
-    g = trace(model, data.train[0][:1])
-    simplify(g)
-    return GraphModule(g), data
+def digits(digits_cnn_graph):
+    _, gm, data = digits_cnn_graph
+    return gm, data
 
 
 def _acc(m, data):

@@ -209,8 +209,7 @@ def _load_core(spec, path, arrays):
         w_scale = a.get("w_scale")
         _need(w_scale is not None and w_scale.ndim == 1, f"{what}: w_scale (1-D) is missing")
         n = w_scale.shape[0]
-        k = _int(meta.get("k", a.get("weight_q", np.zeros((0, 0))).shape[-1] if "weight_q" in a else None),
-                 f"{what}: k", 0)
+        k = _int(meta.get("k"), f"{what}: k", 0)
         if "weight_q4" in a:
             _need(bits <= 4, f"{what}: packed 4-bit weights for {bits}-bit layer")
             _arr(a, "weight_q4", np.uint8, (n, (k + 1) // 2), what)

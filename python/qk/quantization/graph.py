@@ -181,9 +181,10 @@ class PreparedGraph(GraphModule):
             if finite.any() and (not finite.all() or peak >= HUGE):
                 self.huge[name] = max(self.huge.get(name, 0.0), np.inf if not finite.all() else peak)
             obs.observe(np.ascontiguousarray(x, np.float32))
-        for name, stats in self.stats.items():
-            node = self._graph.node(name)
-            stats.update(layer_input_rows(node, graph_ops.data_of(env[node.inputs[0]])))
+        if self.stats:
+            nodes = {n.name: n for n in self._graph.nodes}  # one pass, not a search per layer
+            for name, stats in self.stats.items():
+                stats.update(layer_input_rows(nodes[name], graph_ops.data_of(env[nodes[name].inputs[0]])))
         object.__setattr__(self, "batches", self.batches + 1)
         return env
 
