@@ -3,6 +3,9 @@
 # every caller, and a CPU without the ISA would then crash (numpy#25274).
 # Run with -DNM=<nm> -DOBJECTS=<object files separated by |> -DISAS=<the ISA
 # names of csrc/cpu/isa_list.h but scalar, separated by |>.
+if(ISAS STREQUAL "")
+  return()  # no ISA-specific files on this architecture
+endif()
 string(REPLACE "|" ";" OBJECTS "${OBJECTS}")
 foreach(obj IN LISTS OBJECTS)
   get_filename_component(name "${obj}" NAME)

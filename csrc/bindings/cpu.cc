@@ -12,22 +12,7 @@ void bind_cpu(py::module_& m) {
   m.def("cpu_features", [] {
     const CpuFeatures& f = cpu_features();
     py::dict d;
-    d["sse4_2"] = f.sse42;
-    d["avx"] = f.avx;
-    d["avx2"] = f.avx2;
-    d["fma"] = f.fma;
-    d["f16c"] = f.f16c;
-    d["avx_vnni"] = f.avx_vnni;
-    d["avx512f"] = f.avx512f;
-    d["avx512bw"] = f.avx512bw;
-    d["avx512vl"] = f.avx512vl;
-    d["avx512dq"] = f.avx512dq;
-    d["avx512_vnni"] = f.avx512_vnni;
-    d["avx512_bf16"] = f.avx512_bf16;
-    d["avx512_fp16"] = f.avx512_fp16;
-    d["amx_tile"] = f.amx_tile;
-    d["amx_int8"] = f.amx_int8;
-    d["amx_bf16"] = f.amx_bf16;
+    for (int i = 0; i < f.count; ++i) d[f.items[i].name] = f.items[i].present;
     return d;
   });
   m.def("cache_sizes", [] {

@@ -62,7 +62,7 @@ void bind_gemm(py::module_& m) {
       [](const py::array& a, bool a_signed, size_t m_rows, size_t k, const PackedWeight& w, py::array& out,
          bool emulated) {
         if (!emulated) {
-          if (!isa_supported(Isa::amx)) throw py::value_error("amx: this machine cannot run AMX tiles");
+          if (!gemm::amx_tiles_available()) throw py::value_error("amx: this machine cannot run AMX tiles");
           static const bool self_test_ok = gemm::amx_self_test();
           if (!self_test_ok) throw std::runtime_error("amx: the tiles disagree with the emulation; path disabled");
         }

@@ -9,9 +9,12 @@
 namespace qk {
 
 // Ordered from the most portable to the fastest (cpu/isa_list.h); a cap allows
-// every path at or below it that the CPU also supports. avx2 = AVX2 + FMA +
-// F16C; avx_vnni adds 256-bit vpdpbusd; avx512 = F/BW/VL/DQ; avx512_vnni adds
-// VNNI; amx adds AMX-TILE/AMX-INT8 with the Linux tile-data permission.
+// every path at or below it that the CPU also supports.
+//  x86-64: avx2 = AVX2 + FMA + F16C; avx_vnni adds 256-bit vpdpbusd; avx512 =
+//    F/BW/VL/DQ; avx512_vnni adds VNNI; amx adds AMX-TILE/AMX-INT8 with the
+//    Linux tile-data permission.
+//  aarch64: neon = Advanced SIMD with FP16 conversion (every ARMv8-A CPU);
+//    neon_dotprod adds SDOT/UDOT; i8mm adds USDOT/SMMLA.
 #define QK_ISA_ENUM(name, flags) name,
 enum class Isa : int { QK_ISA_LIST(QK_ISA_ENUM) };
 #undef QK_ISA_ENUM
@@ -19,19 +22,22 @@ enum class Isa : int { QK_ISA_LIST(QK_ISA_ENUM) };
 constexpr int kNumIsas = 0 QK_ISA_LIST(QK_ISA_COUNT);
 #undef QK_ISA_COUNT
 
-struct CpuFeatures {
-  bool sse42, avx, avx2, fma, f16c, avx_vnni;
-  bool avx512f, avx512bw, avx512vl, avx512dq, avx512_vnni, avx512_bf16, avx512_fp16;
-  bool amx_tile, amx_int8, amx_bf16;
-  bool os_avx;      // XCR0 saves YMM state
-  bool os_avx512;   // XCR0 saves opmask and ZMM state
-  bool os_amx;      // XCR0 covers tile state and Linux granted XTILEDATA
+// The CPU features detection read (as `qk.cpu_features()` shows them), by
+// the architecture's own names.
+struct Feature {
+  const char* name;
+  bool present;
 };
-
+struct CpuFeatures {
+  int count;
+  Feature items[24];
+};
+// Defined per architecture (cpu/detect_<arch>.cc).
 const CpuFeatures& cpu_features();
 
-// Data cache sizes per core in bytes (0 where the CPU does not say), from
-// cpuid's deterministic cache parameters (leaf 4 on Intel, 0x8000001D on AMD).
+// Data cache sizes per core in bytes (0 where the CPU does not say): cpuid's
+// deterministic cache parameters on x86-64 (leaf 4 on Intel, 0x8000001D on
+// AMD), sysfs (or sysctl on macOS) elsewhere.
 struct CacheSizes {
   long l1d, l2, l3;
 };
@@ -41,7 +47,7 @@ const char* isa_name(Isa isa);
 // Returns false if the name is unknown.
 bool isa_from_name(const char* name, Isa* out);
 
-// True if this CPU and OS can run the path.
+// True if this CPU and OS can run the path (cpu/detect_<arch>.cc).
 bool isa_supported(Isa isa);
 // The best supported path.
 Isa best_isa();

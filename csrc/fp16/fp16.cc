@@ -1,20 +1,19 @@
 #include "fp16/fp16.h"
 
+#include "cpu/kernel_table.h"
 #include "fp16/fp16_kernels.h"
 #include "parallel/parallel.h"
 
 namespace qk::fp16 {
 namespace {
 
-constexpr bool kImplemented[kNumIsas] = {true, true, false, true, false, false};
+constexpr KernelTable<Fp16Kernels> kTable = {
+    {Isa::scalar, &scalar::kernels},
+    QK_ON_x86_64({Isa::avx2, &avx2::kernels}, {Isa::avx512, &avx512::kernels}, )
+    QK_ON_aarch64({Isa::neon, &neon::kernels}, )
+};
 
-const Fp16Kernels& kernels_for(Isa isa) {
-  switch (isa) {
-    case Isa::avx512: return avx512::kernels;
-    case Isa::avx2: return avx2::kernels;
-    default: return scalar::kernels;
-  }
-}
+const Fp16Kernels& kernels_for(Isa isa) { return kTable.at(isa); }
 
 // Elements per thread chunk: a conversion runs at several elements per
 // nanosecond, so below this a thread costs more than it saves.
@@ -34,7 +33,7 @@ void run(void (*fn)(const In*, Out*, size_t, bool), const In* in, Out* out, size
 
 }  // namespace
 
-Isa selected_isa() { return select_isa(kImplemented); }
+Isa selected_isa() { return kTable.select(); }
 
 void fp32_to_fp16(const float* x, uint16_t* h, size_t n) { run(kernels_for(selected_isa()).f32_to_f16, x, h, n); }
 void fp16_to_fp32(const uint16_t* h, float* x, size_t n) { run(kernels_for(selected_isa()).f16_to_f32, h, x, n); }

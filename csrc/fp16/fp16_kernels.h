@@ -24,8 +24,10 @@ struct Fp16Kernels {
   F16ToF32Fn bf16_to_f32;  // exact
 };
 
+// Defined only on their architecture (cpu/isa_list.h).
 namespace scalar { extern const Fp16Kernels kernels; }
 namespace avx2 { extern const Fp16Kernels kernels; }
 namespace avx512 { extern const Fp16Kernels kernels; }
+namespace neon { extern const Fp16Kernels kernels; }
 
 }  // namespace qk::fp16

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/isa.h"
 #include "gemm/amx.h"
 #include "parallel/parallel.h"
 
@@ -32,12 +33,22 @@ void amx_matmul_int32(bool emulated, const uint8_t* a, bool a_signed, size_t m, 
   const size_t blocks = mp / 32;
   const bool parallel = m * n * (k ? k : 1) >= (size_t(1) << 20);
   parallel_for(blocks, parallel ? 1 : blocks, 1, [&](size_t begin, size_t end) {
-    if (emulated)
-      amx_emulated::run_blocks(args, begin, end);
-    else
-      amx::run_blocks(args, begin, end);
+#if defined(__x86_64__)
+    if (!emulated) return amx::run_blocks(args, begin, end);
+#else
+    (void)emulated;  // elsewhere the route never asks for real tiles
+#endif
+    amx_emulated::run_blocks(args, begin, end);
   });
   for (size_t r = 0; r < m; ++r) std::memcpy(out + r * n, c.data() + r * np, n * sizeof(int32_t));
+}
+
+bool amx_tiles_available() {
+#if defined(__x86_64__)
+  return isa_supported(Isa::amx);
+#else
+  return false;
+#endif
 }
 
 bool amx_self_test() {

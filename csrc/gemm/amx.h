@@ -44,6 +44,9 @@ void run_blocks(const AmxBlocks& args, size_t begin, size_t end);
 void amx_matmul_int32(bool emulated, const uint8_t* a, bool a_signed, size_t m, size_t k, const PackedWeight& w,
                       int32_t* out);
 
+// True if this CPU and OS can run the real tiles (x86-64 with the amx path).
+bool amx_tiles_available();
+
 // A small product on the real tiles compared with the emulation (the first
 // use of the amx path checks it): true if they agree.
 bool amx_self_test();

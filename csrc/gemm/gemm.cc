@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/kernel_table.h"
 #include "gemm/amx.h"
 
 #include "parallel/parallel.h"
@@ -12,17 +13,17 @@
 namespace qk::gemm {
 namespace {
 
-constexpr bool kImplemented[kNumIsas] = {true, true, true, false, true, true};
+// The amx entry is the tile kernel that serves when the AMX driver (amx.cc)
+// cannot run; the driver itself is routed in matmul().
+constexpr KernelTable<GemmKernels> kTable = {
+    {Isa::scalar, &scalar::kernels},
+    QK_ON_x86_64({Isa::avx2, &avx2::kernels}, {Isa::avx_vnni, &avx_vnni::kernels},
+                 {Isa::avx512_vnni, &avx512_vnni::kernels}, {Isa::amx, &avx512_vnni::kernels}, )
+    QK_ON_aarch64({Isa::neon, &neon::kernels}, {Isa::neon_dotprod, &neon_dotprod::kernels},
+                  {Isa::i8mm, &i8mm::kernels}, )
+};
 
-const GemmKernels& kernels_for(Isa isa) {
-  switch (isa) {
-    case Isa::amx:  // AMX has its own driver (amx.cc); these tiles serve when it cannot run
-    case Isa::avx512_vnni: return avx512_vnni::kernels;
-    case Isa::avx_vnni: return avx_vnni::kernels;
-    case Isa::avx2: return avx2::kernels;
-    default: return scalar::kernels;
-  }
-}
+const GemmKernels& kernels_for(Isa isa) { return kTable.at(isa); }
 
 // Cache blocking, from the L2 size the CPU reports. The packed A block (rows
 // x padded K) stays in L2 and is reused for every column group; a run of B
@@ -108,6 +109,17 @@ inline void emit_row(T* dst, size_t cols, F value) {
     for (size_t j = 0; j < cols; ++j) dst[j] = value(j);
 }
 
+// Asks for the cache line holding p, for writing soon.
+inline void prefetch_line(const char* p) {
+#if defined(__x86_64__)
+  __asm__ volatile("prefetcht0 %0" ::"m"(*p));
+#elif defined(__aarch64__)
+  __asm__ volatile("prfm pstl1keep, %0" ::"Q"(*p));
+#else
+  __builtin_prefetch(p, 1);
+#endif
+}
+
 template <Epilogue::Kind kKind>
 struct TileWriter {
   const Epilogue& ep;
@@ -118,15 +130,15 @@ struct TileWriter {
 
   // Requests the output lines of rows [row0, row0 + rows), columns [col0,
   // col0 + cols), so the epilogue does not wait on them (measured 2-10% on
-  // large int32 outputs). Inline asm: GCC drops __builtin_prefetch from loops
-  // it vectorizes, and did here.
+  // large int32 outputs). Inline asm (prefetch_line): GCC drops
+  // __builtin_prefetch from loops it vectorizes, and did here.
   void prefetch(size_t rows, size_t row0, size_t col0, size_t cols) const {
     constexpr size_t kBytes = kKind == Epilogue::kRequant ? 1 : 4;
     if (col0 + cols > n) cols = n - col0;
     for (size_t r = 0; r < rows; ++r) {
       const char* p = static_cast<const char*>(out) + ((row0 + r) * n + col0) * kBytes;
-      for (size_t off = 0; off < cols * kBytes; off += 64) __asm__ volatile("prefetcht0 %0" ::"m"(p[off]));
-      __asm__ volatile("prefetcht0 %0" ::"m"(p[cols * kBytes - 1]));
+      for (size_t off = 0; off < cols * kBytes; off += 64) prefetch_line(p + off);
+      prefetch_line(p + cols * kBytes - 1);
     }
   }
 
@@ -206,6 +218,7 @@ std::atomic<bool> amx_emulation{false};
 bool amx_route(bool* emulated) {
   *emulated = amx_emulation.load(std::memory_order_relaxed);
   if (*emulated) return true;
+#if defined(__x86_64__)
   if (selected_isa() != Isa::amx) return false;
   static const bool ok = [] {
     const bool passed = amx_self_test();
@@ -213,6 +226,9 @@ bool amx_route(bool* emulated) {
     return passed;
   }();
   return ok;
+#else
+  return false;  // AMX is an x86-64 path; only its emulation runs elsewhere
+#endif
 }
 
 template <Epilogue::Kind kKind>
@@ -221,7 +237,7 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
 
 }  // namespace
 
-Isa selected_isa() { return select_isa(kImplemented); }
+Isa selected_isa() { return kTable.select(); }
 
 const Blocking& blocking() {
   static const Blocking b = compute_blocking();

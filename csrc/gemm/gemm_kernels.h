@@ -58,9 +58,13 @@ inline void dispatch_tile(int mr, int np, F&& f) {
   f(std::integral_constant<int, MR>{}, std::integral_constant<int, NP>{});
 }
 
+// Defined only on their architecture (cpu/isa_list.h).
 namespace scalar { extern const GemmKernels kernels; }
 namespace avx2 { extern const GemmKernels kernels; }
 namespace avx_vnni { extern const GemmKernels kernels; }
 namespace avx512_vnni { extern const GemmKernels kernels; }
+namespace neon { extern const GemmKernels kernels; }
+namespace neon_dotprod { extern const GemmKernels kernels; }
+namespace i8mm { extern const GemmKernels kernels; }
 
 }  // namespace qk::gemm

@@ -1,15 +1,21 @@
 #include "gemm/pack.h"
 
+#if defined(__x86_64__)
 #include <emmintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 namespace qk::gemm {
 
 namespace {
 
 // One full step of a full panel: `step` rows of 16 columns (row r at
-// src + r * n) interleaved column by column, as SSE2 byte/word unpacks (the
-// x86-64 baseline) instead of 16 * step scattered byte stores.
+// src + r * n) interleaved column by column, as byte/word unpacks of the
+// architecture's baseline (SSE2, NEON) instead of 16 * step scattered byte
+// stores.
 void interleave_step(const int8_t* src, size_t n, size_t step, int8_t* dst) {
+#if defined(__x86_64__)
   auto row = [&](size_t r) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + r * n)); };
   auto put = [&](size_t i, __m128i v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(dst) + i, v); };
   const __m128i r0 = row(0), r1 = row(1);
@@ -25,6 +31,27 @@ void interleave_step(const int8_t* src, size_t n, size_t step, int8_t* dst) {
   put(1, _mm_unpackhi_epi16(lo01, lo23));  // 4-7
   put(2, _mm_unpacklo_epi16(hi01, hi23));  // 8-11
   put(3, _mm_unpackhi_epi16(hi01, hi23));  // 12-15
+#elif defined(__aarch64__)
+  auto row = [&](size_t r) { return vld1q_s8(src + r * n); };
+  auto put = [&](size_t i, int8x16_t v) { vst1q_s8(dst + 16 * i, v); };
+  const int8x16_t r0 = row(0), r1 = row(1);
+  const int8x16_t lo01 = vzip1q_s8(r0, r1), hi01 = vzip2q_s8(r0, r1);
+  if (step == 2) {
+    put(0, lo01);
+    put(1, hi01);
+    return;
+  }
+  const int8x16_t r2 = row(2), r3 = row(3);
+  const int16x8_t lo23 = vreinterpretq_s16_s8(vzip1q_s8(r2, r3)), hi23 = vreinterpretq_s16_s8(vzip2q_s8(r2, r3));
+  const int16x8_t lo01w = vreinterpretq_s16_s8(lo01), hi01w = vreinterpretq_s16_s8(hi01);
+  put(0, vreinterpretq_s8_s16(vzip1q_s16(lo01w, lo23)));
+  put(1, vreinterpretq_s8_s16(vzip2q_s16(lo01w, lo23)));
+  put(2, vreinterpretq_s8_s16(vzip1q_s16(hi01w, hi23)));
+  put(3, vreinterpretq_s8_s16(vzip2q_s16(hi01w, hi23)));
+#else
+  for (size_t j = 0; j < kNR; ++j)
+    for (size_t r = 0; r < step; ++r) dst[j * step + r] = src[r * n + j];
+#endif
 }
 
 }  // namespace

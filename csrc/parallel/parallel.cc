@@ -17,6 +17,17 @@
 #include <thread>
 
 namespace qk {
+
+namespace {
+// A spin-wait hint to the core (PAUSE on x86-64, YIELD on aarch64).
+inline void cpu_relax() {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#endif
+}
+}  // namespace
 namespace {
 
 int default_threads() {
@@ -115,7 +126,7 @@ class Pool {
       // short while before sleeping.
       const auto deadline = std::chrono::steady_clock::now() + kPoll;
       while (queued_.load(std::memory_order_acquire) == 0 && std::chrono::steady_clock::now() < deadline)
-        __builtin_ia32_pause();
+        cpu_relax();
       std::shared_ptr<Job> job;
       {
         std::unique_lock<std::mutex> lock(mutex_);

@@ -3,21 +3,20 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu/kernel_table.h"
 #include "parallel/parallel.h"
 #include "quant/quant_kernels.h"
 
 namespace qk::quant {
 namespace {
 
-constexpr bool kImplemented[kNumIsas] = {true, true, false, true, false, false};
+constexpr KernelTable<QuantKernels> kTable = {
+    {Isa::scalar, &scalar::kernels},
+    QK_ON_x86_64({Isa::avx2, &avx2::kernels}, {Isa::avx512, &avx512::kernels}, )
+    QK_ON_aarch64({Isa::neon, &neon::kernels}, )
+};
 
-const QuantKernels& kernels_for(Isa isa) {
-  switch (isa) {
-    case Isa::avx512: return avx512::kernels;
-    case Isa::avx2: return avx2::kernels;
-    default: return scalar::kernels;
-  }
-}
+const QuantKernels& kernels_for(Isa isa) { return kTable.at(isa); }
 
 // Elements per thread chunk: below this, threads cost more than they save.
 constexpr size_t kGrain = size_t(1) << 16;
@@ -66,7 +65,7 @@ void for_each_run(Layout layout, const float* scale, const float* zp, Run run) {
 
 }  // namespace
 
-Isa selected_isa() { return select_isa(kImplemented); }
+Isa selected_isa() { return kTable.select(); }
 
 void quantize(const float* x, void* q, bool q_unsigned, Layout layout, const float* scale,
               const float* zero_point, float qmin, float qmax) {

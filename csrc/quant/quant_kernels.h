@@ -28,8 +28,10 @@ struct QuantKernels {
   FakeQuantizeFn fake_quantize[2];  // [per-element parameters]
 };
 
+// Defined only on their architecture (cpu/isa_list.h).
 namespace scalar { extern const QuantKernels kernels; }
 namespace avx2 { extern const QuantKernels kernels; }
 namespace avx512 { extern const QuantKernels kernels; }
+namespace neon { extern const QuantKernels kernels; }
 
 }  // namespace qk::quant

@@ -23,15 +23,14 @@ def info() -> None:
 
     print(f"qk {qk.__version__}  (Python {platform.python_version()}, {platform.machine()})")
     print(f"CPU: {_cpu_model()}")
-    features = qk.cpu_features()
-    shown = ["avx2", "f16c", "fma", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "amx_int8"]
-    print("features: " + "  ".join(f"{k}={'yes' if features[k] else 'no'}" for k in shown))
+    features = qk.cpu_features()  # the architecture's own names
+    print("features: " + "  ".join(f"{k}={'yes' if v else 'no'}" for k, v in features.items()))
     print(f"available ISA paths: {', '.join(qk.available_isas())}")
     print(f"ISA cap: {qk.get_isa()}")
     for family, isa in qk.kernel_paths().items():
         print(f"  {family:<6} kernels run on: {isa}")
     caches = qk._runtime.cache_sizes()
-    print("caches (one instance each, as cpuid reports): "
+    print("caches (one instance each, as the CPU reports): "
           + ", ".join(f"{k} {v // 1024} KiB" if v else f"{k} unknown" for k, v in caches.items()))
     blk = qk._runtime.gemm_blocking()
     print(f"GEMM blocking: A block {blk['a_block_bytes'] // 1024} KiB, B run {blk['b_run_bytes'] // 1024} KiB "

@@ -41,7 +41,9 @@ def set_num_threads(n: int) -> None:
 
 
 def cpu_features() -> dict[str, bool]:
-    """CPU features relevant to qk, as usable by this process (OS support included)."""
+    """CPU features relevant to qk, as usable by this process (OS support included),
+    by the architecture's own names (x86-64: avx2, avx512f, amx_int8, ...; aarch64:
+    asimd, asimddp, i8mm)."""
     return dict(_qk.cpu_features())
 
 
