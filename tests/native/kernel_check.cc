@@ -1,0 +1,303 @@
+// The C++ kernel layer on its own, without Python: every ISA path this CPU
+// runs checked against plain references (the int32 product, the epilogue
+// expression) and against the scalar path, bit for bit, over grids that cross
+// every tile, panel, step and block edge. Built natively, or cross-compiled
+// and run under qemu-user for the architectures the machine lacks
+// (.ci/arm64). Prints one line per failing case and pytest's style of
+// summary; exits 1 if anything failed.
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cfenv>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu/isa.h"
+#include "fp16/fp16.h"
+#include "gemm/gemm.h"
+#include "parallel/parallel.h"
+#include "quant/quant.h"
+
+namespace {
+
+using qk::Isa;
+
+int passed = 0, failed = 0;
+
+void check(bool ok, const std::string& what) {
+  if (ok) {
+    ++passed;
+  } else {
+    ++failed;
+    std::printf("FAILED %s\n", what.c_str());
+  }
+}
+
+template <typename T>
+bool same_bits(const std::vector<T>& x, const std::vector<T>& y) {
+  return x.size() == y.size() && (x.empty() || std::memcmp(x.data(), y.data(), x.size() * sizeof(T)) == 0);
+}
+
+float from_bits(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, sizeof f);
+  return f;
+}
+
+// Runs fn under the scalar path and under `isa`; the results must agree bit for bit.
+template <typename F>
+auto against_scalar(Isa isa, F fn) {
+  qk::set_isa_cap(Isa::scalar);
+  auto want = fn();
+  qk::set_isa_cap(isa);
+  auto got = fn();
+  return std::make_pair(want, got);
+}
+
+// Floats that stress rounding and clamping: NaN, +-inf, +-0, subnormals,
+// exact halves of the grid, huge values, then random ones.
+std::vector<float> edge_floats(size_t n, std::mt19937& rng) {
+  const float specials[] = {NAN, -NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e-45f, -1e-45f, 1.17e-38f,
+                            0.5f, 1.5f, 2.5f, -0.5f, -1.5f, 127.5f, -128.5f, 254.5f, 255.5f,
+                            3e38f, -3e38f, 65504.0f, 65520.0f, 65519.99f, 6e-8f, 3e-8f, 1e8f};
+  std::normal_distribution<float> normal(0.0f, 60.0f);
+  std::vector<float> x(n);
+  for (size_t i = 0; i < n; ++i)
+    x[i] = i < sizeof specials / sizeof specials[0] ? specials[i] : normal(rng);
+  std::shuffle(x.begin(), x.end(), rng);
+  return x;
+}
+
+void check_quant(Isa isa, std::mt19937& rng) {
+  const std::string path = qk::isa_name(isa);
+  const size_t shapes[][3] = {{1, 1, 1}, {1, 1, 7}, {1, 1, 8}, {1, 1, 9}, {1, 1, 31}, {3, 5, 1}, {2, 3, 17},
+                              {1, 4, 64}, {2, 2, 130}, {1, 1, 100003}, {7, 130, 3}};
+  for (const auto& s : shapes) {
+    const qk::quant::Layout layout{s[0], s[1], s[2]};
+    const size_t n = layout.size();
+    const std::vector<float> x = edge_floats(n, rng);
+    std::vector<float> scale(layout.channels), zp(layout.channels);
+    for (size_t c = 0; c < layout.channels; ++c) {
+      scale[c] = c % 3 == 0 ? 1.0f : 0.37f * float(c + 1);
+      zp[c] = float(int(c * 7) % 20);
+    }
+    const std::string shape = std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" + std::to_string(s[2]);
+    for (bool u8 : {false, true}) {
+      const float qmin = u8 ? 0.0f : -128.0f, qmax = u8 ? 255.0f : 127.0f;
+      auto q = against_scalar(isa, [&] {
+        std::vector<uint8_t> out(n);
+        qk::quant::quantize(x.data(), out.data(), u8, layout, scale.data(), zp.data(), qmin, qmax);
+        return out;
+      });
+      check(same_bits(q.first, q.second), "quantize " + path + " " + shape + (u8 ? " uint8" : " int8"));
+      auto d = against_scalar(isa, [&] {
+        std::vector<float> out(n);
+        qk::quant::dequantize(q.first.data(), u8, out.data(), layout, scale.data(), zp.data());
+        return out;
+      });
+      check(same_bits(d.first, d.second), "dequantize " + path + " " + shape + (u8 ? " uint8" : " int8"));
+      auto f = against_scalar(isa, [&] {
+        std::vector<float> out(n);
+        qk::quant::fake_quantize(x.data(), out.data(), layout, scale.data(), zp.data(), qmin, qmax);
+        return out;
+      });
+      check(same_bits(f.first, f.second), "fake_quantize " + path + " " + shape + (u8 ? " uint8" : " int8"));
+    }
+  }
+}
+
+void check_fp16(Isa isa, std::mt19937& rng) {
+  const std::string path = qk::isa_name(isa);
+  // Every half and bfloat16 pattern, widened.
+  std::vector<uint16_t> halves(65536);
+  for (size_t i = 0; i < halves.size(); ++i) halves[i] = static_cast<uint16_t>(i);
+  auto wide = against_scalar(isa, [&] {
+    std::vector<float> out(halves.size());
+    qk::fp16::fp16_to_fp32(halves.data(), out.data(), halves.size());
+    return out;
+  });
+  check(same_bits(wide.first, wide.second), "fp16_to_fp32 " + path + " all 65536 halves");
+  auto bwide = against_scalar(isa, [&] {
+    std::vector<float> out(halves.size());
+    qk::fp16::bf16_to_fp32(halves.data(), out.data(), halves.size());
+    return out;
+  });
+  check(same_bits(bwide.first, bwide.second), "bf16_to_fp32 " + path + " all 65536 patterns");
+  // Floats: random bit patterns (every class, NaN payloads included), the
+  // rounding boundaries around every half, and lengths around the block size.
+  std::vector<float> x;
+  std::uniform_int_distribution<uint32_t> bits;
+  for (int i = 0; i < 200000; ++i) x.push_back(from_bits(bits(rng)));
+  for (uint32_t h = 0; h < 0x7c00; h += 7) {
+    float f = wide.first[h];
+    uint32_t b;
+    std::memcpy(&b, &f, sizeof b);
+    for (uint32_t d : {0x0fffu, 0x1000u, 0x1001u}) x.push_back(from_bits(b + d));
+  }
+  for (size_t n : {size_t(0), size_t(1), size_t(7), size_t(8), size_t(9), size_t(15), size_t(16), size_t(17), x.size()}) {
+    const std::vector<float> part(x.begin(), x.begin() + n);
+    auto h = against_scalar(isa, [&] {
+      std::vector<uint16_t> out(n);
+      qk::fp16::fp32_to_fp16(part.data(), out.data(), n);
+      return out;
+    });
+    check(same_bits(h.first, h.second), "fp32_to_fp16 " + path + " n=" + std::to_string(n));
+    auto b = against_scalar(isa, [&] {
+      std::vector<uint16_t> out(n);
+      qk::fp16::fp32_to_bf16(part.data(), out.data(), n);
+      return out;
+    });
+    check(same_bits(b.first, b.second), "fp32_to_bf16 " + path + " n=" + std::to_string(n));
+  }
+  // The FP16 bits do not depend on the thread's rounding mode (the scalar
+  // rules are integer-only; a path whose instructions follow the mode must
+  // not let it through).
+  std::fesetround(FE_TOWARDZERO);
+  auto h = against_scalar(isa, [&] {
+    std::vector<uint16_t> out(x.size());
+    qk::fp16::fp32_to_fp16(x.data(), out.data(), x.size());
+    return out;
+  });
+  std::fesetround(FE_TONEAREST);
+  check(same_bits(h.first, h.second), "fp32_to_fp16 " + path + " rounding toward zero");
+}
+
+// C = A * B in int32 with wrap-around, then the epilogues by their formulas.
+struct GemmCase {
+  size_t m, k, n;
+  bool a_signed;
+  std::vector<uint8_t> a;
+  std::vector<int8_t> b;
+  std::vector<int32_t> reference() const {
+    std::vector<int32_t> c(m * n);
+    for (size_t i = 0; i < m; ++i)
+      for (size_t j = 0; j < n; ++j) {
+        uint32_t acc = 0;
+        for (size_t kk = 0; kk < k; ++kk) {
+          const int32_t av = a_signed ? int32_t(int8_t(a[i * k + kk])) : int32_t(a[i * k + kk]);
+          acc += static_cast<uint32_t>(av * int32_t(b[kk * n + j]));
+        }
+        c[i * n + j] = static_cast<int32_t>(acc);
+      }
+    return c;
+  }
+};
+
+GemmCase make_case(size_t m, size_t k, size_t n, bool a_signed, bool extremes, std::mt19937& rng) {
+  GemmCase g{m, k, n, a_signed, std::vector<uint8_t>(m * k), std::vector<int8_t>(k * n)};
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (auto& v : g.a) v = extremes ? (a_signed ? 0x80 : 0xff) : static_cast<uint8_t>(byte(rng));
+  for (auto& v : g.b) v = extremes ? int8_t(-128) : static_cast<int8_t>(byte(rng) - 128);
+  return g;
+}
+
+void check_gemm(Isa isa, std::mt19937& rng) {
+  const std::string path = qk::isa_name(isa);
+  const size_t ms[] = {1, 2, 3, 4, 5, 6, 7, 9, 13, 33};
+  const size_t ks[] = {0, 1, 2, 3, 4, 5, 7, 8, 17, 64, 129};
+  const size_t ns[] = {1, 15, 16, 17, 33, 64};
+  std::vector<std::array<size_t, 3>> shapes;
+  for (size_t m : ms)
+    for (size_t k : ks)
+      for (size_t n : ns) shapes.push_back({m, k, n});
+  // Past the cache blocks: several A blocks, B runs and column groups.
+  shapes.push_back({300, 1500, 70});
+  shapes.push_back({97, 4099, 33});
+  shapes.push_back({1, 4096, 300});
+  for (const auto& s : shapes)
+    for (bool a_signed : {false, true})
+      for (bool extremes : {false, true}) {
+        if (extremes && s[0] > 13) continue;
+        const GemmCase g = make_case(s[0], s[1], s[2], a_signed, extremes, rng);
+        const std::string name = path + " " + std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" +
+                                 std::to_string(s[2]) + (a_signed ? " s8" : " u8") + (extremes ? " extremes" : "");
+        qk::set_isa_cap(isa);
+        const qk::gemm::PackedWeight w(g.b.data(), g.k, g.n, qk::gemm::selected_layout());
+        std::vector<int32_t> c(g.m * g.n);
+        qk::gemm::matmul(g.a.data(), g.a_signed, g.m, g.k, w, qk::gemm::Epilogue{}, c.data());
+        const std::vector<int32_t> want = g.reference();
+        check(c == want, "int8 matmul " + name);
+
+        // Float and requantizing epilogues against the formula on the exact sums.
+        std::vector<float> scale(g.n), bias(g.n);
+        for (size_t j = 0; j < g.n; ++j) {
+          scale[j] = 1e-3f * float(j % 7 + 1);
+          bias[j] = 0.25f * float(int(j % 5) - 2);
+        }
+        const int32_t zp = g.a_signed ? 0 : 3;
+        qk::gemm::Epilogue ef;
+        ef.kind = qk::gemm::Epilogue::kFloat;
+        ef.a_zero_point = zp;
+        ef.scale = scale.data();
+        ef.bias = bias.data();
+        ef.relu = g.m % 2 == 1;
+        std::vector<float> y(g.m * g.n), y_want(g.m * g.n);
+        qk::gemm::matmul(g.a.data(), g.a_signed, g.m, g.k, w, ef, y.data());
+        for (size_t i = 0; i < g.m; ++i)
+          for (size_t j = 0; j < g.n; ++j) {
+            uint32_t colsum = 0;
+            for (size_t kk = 0; kk < g.k; ++kk) colsum += static_cast<uint32_t>(int32_t(g.b[kk * g.n + j]));
+            const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(want[i * g.n + j]) - uint32_t(zp) * colsum);
+            float v = static_cast<float>(acc) * scale[j] + bias[j];
+            if (ef.relu) v = v > 0.0f ? v : 0.0f;
+            y_want[i * g.n + j] = v;
+          }
+        check(same_bits(y, y_want), "float epilogue " + name);
+
+        qk::gemm::Epilogue eq = ef;
+        eq.kind = qk::gemm::Epilogue::kRequant;
+        eq.out_scale = 0.05f;
+        eq.out_zero_point = 7;
+        eq.qmin = 0;
+        eq.qmax = 255;
+        std::vector<uint8_t> q(g.m * g.n), q_want(g.m * g.n);
+        qk::gemm::matmul(g.a.data(), g.a_signed, g.m, g.k, w, eq, q.data());
+        for (size_t i = 0; i < y_want.size(); ++i) {
+          float v = std::nearbyint(y_want[i] / eq.out_scale) + eq.out_zero_point;
+          v = v < eq.qmin ? eq.qmin : (v > eq.qmax ? eq.qmax : v);
+          q_want[i] = static_cast<uint8_t>(static_cast<int>(v));
+        }
+        check(same_bits(q, q_want), "requantize epilogue " + name);
+      }
+}
+
+}  // namespace
+
+int main() {
+  const auto start = std::chrono::steady_clock::now();
+  std::printf("kernel check: paths");
+  std::vector<Isa> paths;
+  for (int i = 0; i < qk::kNumIsas; ++i)
+    if (qk::isa_supported(static_cast<Isa>(i))) {
+      paths.push_back(static_cast<Isa>(i));
+      std::printf(" %s", qk::isa_name(static_cast<Isa>(i)));
+    }
+  std::printf(" (cpu features:");
+  const qk::CpuFeatures& f = qk::cpu_features();
+  for (int i = 0; i < f.count; ++i)
+    if (f.items[i].present) std::printf(" %s", f.items[i].name);
+  std::printf(")\n");
+  std::mt19937 rng(20261201);
+  for (int threads : {1, 2}) {
+    qk::set_num_threads(threads);
+    for (Isa isa : paths) {
+      check_quant(isa, rng);
+      check_fp16(isa, rng);
+      check_gemm(isa, rng);
+      // Each family runs the best path it has at or below the cap.
+      qk::set_isa_cap(isa);
+      std::printf("  %d thread(s), cap %-12s quant %-12s fp16 %-12s gemm %s\n", threads, qk::isa_name(isa),
+                  qk::isa_name(qk::quant::selected_isa()), qk::isa_name(qk::fp16::selected_isa()),
+                  qk::isa_name(qk::gemm::selected_isa()));
+    }
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("%d passed, %d failed in %.2fs\n", passed, failed, seconds);
+  return failed == 0 ? 0 : 1;
+}
