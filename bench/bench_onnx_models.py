@@ -1,8 +1,10 @@
-"""Imported FP32 models: the ResNet-style and MobileNet-style CNNs at batch 1
+"""Imported models: the ResNet-style and MobileNet-style CNNs at batch 1
 and 32 and the MiniLM encoder at batch 8 x 128 tokens, run by qk (qk.onnx.load
 + run, NumPy underneath), ONNX Runtime (the same file) and torch (the model
 it was exported from), side by side at the pinned thread count. FP32 has no
 target: these rows say where qk's graph executor stands before quantization.
+The static INT8 rows (64 x 64 images) put qk's converted model beside qk's
+FP32 model and ONNX Runtime's FP32 and own static QDQ models of the same net.
 """
 
 import sys
@@ -84,5 +86,60 @@ def test_imported_minilm(measure, benchmark, minilm, impl):
             return model(input_ids=ids, attention_mask=mask).last_hidden_state
 
     run = _runners(impl, Encoder(), proto, feeds)
+    run()
+    measure(impl, run)
+
+
+# --- static INT8 on 64 x 64 images -------------------------------------------------------------------
+
+INT8_IMPLS = ["qk int8", "qk fp32", "onnxruntime int8", "onnxruntime fp32"]
+
+
+@pytest.fixture(scope="module", params=["resnet", "mobilenet"])
+def cnn_int8(request, tmp_path_factory):
+    """(name, {impl: model runner factory}) for a CNN at 64 x 64: qk's static INT8
+    (qk.ptq on the imported graph, per-channel int8 weights, uint8 activations)
+    and ORT's own static QDQ model of the same file (quantize_static, the same
+    u8/s8 per-channel scheme, MinMax), both calibrated on the same 32 images."""
+    torch = onnx_zoo.torch_or_skip()
+    ort_q = pytest.importorskip("onnxruntime.quantization")
+    torch.manual_seed(0)
+    model, _ = getattr(onnx_zoo, request.param)()
+    onnx_zoo.randomize_bn(model, 1)
+    work = tmp_path_factory.mktemp("cnn_int8")
+    path = work / f"{request.param}.onnx"
+    proto = onnx_zoo.export(model, (torch.randn(2, 3, 64, 64),), path, False, ["x"], None)
+    calib = np.random.default_rng(1).standard_normal((32, 3, 64, 64)).astype(np.float32)
+    fp = qk.onnx.load(proto)
+    qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp), calib, progress=False))
+
+    class Reader(ort_q.CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"x": calib[i:i + 8]} for i in range(0, len(calib), 8)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    out = work / f"{request.param}.qdq.onnx"
+    ort_q.quantize_static(str(path), str(out), Reader(), quant_format=ort_q.QuantFormat.QDQ, per_channel=True,
+                          activation_type=ort_q.QuantType.QUInt8, weight_type=ort_q.QuantType.QInt8)
+    import onnx
+
+    ort_int8, ort_fp32 = ort_session(onnx.load(str(out))), ort_session(proto)
+    return request.param, {
+        "qk int8": lambda feeds: lambda: qm.run(feeds),
+        "qk fp32": lambda feeds: lambda: fp.run(feeds),
+        "onnxruntime int8": lambda feeds: lambda: ort_int8.run(None, feeds),
+        "onnxruntime fp32": lambda feeds: lambda: ort_fp32.run(None, feeds),
+    }
+
+
+@pytest.mark.parametrize("batch", CNN_BATCHES)
+@pytest.mark.parametrize("impl", INT8_IMPLS)
+def test_quantized_cnn(measure, benchmark, cnn_int8, batch, impl):
+    name, runners = cnn_int8
+    benchmark.group = f"int8 {name} 64x64 batch {batch}"
+    x = np.random.default_rng(0).standard_normal((batch, 3, 64, 64)).astype(np.float32)
+    run = runners[impl]({"x": x})
     run()
     measure(impl, run)

@@ -55,5 +55,6 @@ void bind_cpu(py::module_& m);
 void bind_quant(py::module_& m);
 void bind_fp16(py::module_& m);
 void bind_gemm(py::module_& m);
+void bind_conv(py::module_& m);
 
 }  // namespace qk::bindings

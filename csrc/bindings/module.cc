@@ -7,4 +7,5 @@ PYBIND11_MODULE(_qk, m) {
   qk::bindings::bind_quant(m);
   qk::bindings::bind_fp16(m);
   qk::bindings::bind_gemm(m);
+  qk::bindings::bind_conv(m);
 }

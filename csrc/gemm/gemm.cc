@@ -7,6 +7,7 @@
 
 #include "cpu/kernel_table.h"
 #include "gemm/amx.h"
+#include "gemm/epilogue.h"
 
 #include "parallel/parallel.h"
 
@@ -87,125 +88,14 @@ void pack_a(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t kp, s
   }
 }
 
-// max(v, 0) with NaN and -0 giving +0, as a bit mask rather than a compare
-// and branch (which the compiler left scalar and mispredicted on random signs).
-inline float relu(float v) {
-  uint32_t bits;
-  std::memcpy(&bits, &v, sizeof bits);
-  bits &= v > 0.0f ? ~0u : 0u;
-  std::memcpy(&v, &bits, sizeof v);
-  return v;
-}
-
-// Writes one output row chunk, dst[j] = value(j) for j < cols: a full chunk
-// as a fixed 16-wide loop that the compiler vectorizes straight into the
-// output (a local array in between was written with scalar stores and read
-// back with vector loads: a store-forwarding stall per row).
-template <typename T, typename F>
-inline void emit_row(T* dst, size_t cols, F value) {
-  if (cols == kNR)
-    for (size_t j = 0; j < kNR; ++j) dst[j] = value(j);
-  else
-    for (size_t j = 0; j < cols; ++j) dst[j] = value(j);
-}
-
-// Asks for the cache line holding p, for writing soon.
-inline void prefetch_line(const char* p) {
-#if defined(__x86_64__)
-  __asm__ volatile("prefetcht0 %0" ::"m"(*p));
-#elif defined(__aarch64__)
-  __asm__ volatile("prfm pstl1keep, %0" ::"Q"(*p));
-#else
-  __builtin_prefetch(p, 1);
-#endif
-}
-
-template <Epilogue::Kind kKind>
-struct TileWriter {
-  const Epilogue& ep;
-  const int32_t* colsum;
-  uint32_t correction;  // acc -= correction * colsum[n] (A's zero point, plus 128 for shifted A)
-  size_t n;
-  void* out;
-
-  // Requests the output lines of rows [row0, row0 + rows), columns [col0,
-  // col0 + cols), so the epilogue does not wait on them (measured 2-10% on
-  // large int32 outputs). Inline asm (prefetch_line): GCC drops
-  // __builtin_prefetch from loops it vectorizes, and did here.
-  void prefetch(size_t rows, size_t row0, size_t col0, size_t cols) const {
-    constexpr size_t kBytes = kKind == Epilogue::kRequant ? 1 : 4;
-    if (col0 + cols > n) cols = n - col0;
-    for (size_t r = 0; r < rows; ++r) {
-      const char* p = static_cast<const char*>(out) + ((row0 + r) * n + col0) * kBytes;
-      for (size_t off = 0; off < cols * kBytes; off += 64) prefetch_line(p + off);
-      prefetch_line(p + cols * kBytes - 1);
-    }
-  }
-
-  // clip(rint(y / out_scale) + zero point) into an int8/uint8 byte, NaN to the
-  // zero point, as qk.quantize, in float selects the compiler vectorizes (on
-  // the SSE2 baseline nearbyint is a call per element). Adding 1.5 * 2^23
-  // rounds t half to even, the same as nearbyint in every rounding mode, for
-  // |t| < 2^22, which the first clamp ensures; the sum then holds the integer
-  // in its low mantissa bits, so its low byte is the int8/uint8 result.
-  uint8_t requantize(float y) const {
-    constexpr float kMagic = 12582912.0f;
-    const float lo = ep.qmin - ep.out_zero_point - 1.0f, hi = ep.qmax - ep.out_zero_point + 1.0f;
-    float t = y / ep.out_scale;  // NaN stays NaN through the clamps
-    t = t < lo ? lo : t;
-    t = t > hi ? hi : t;
-    float v = (t + kMagic) + ep.out_zero_point;  // exact: both are integers below 2^24
-    v = v < kMagic + ep.qmin ? kMagic + ep.qmin : v;
-    v = v > kMagic + ep.qmax ? kMagic + ep.qmax : v;
-    v = y == y ? v : kMagic + ep.out_zero_point;
-    uint32_t bits;
-    std::memcpy(&bits, &v, sizeof bits);
-    return static_cast<uint8_t>(bits);
-  }
-
-  void operator()(const int32_t* sums, size_t ldc, size_t rows, size_t row0, size_t col0, size_t cols) const {
-    uint32_t fix[kNR];
-    for (size_t j = 0; j < kNR; ++j)
-      fix[j] = j < cols ? correction * static_cast<uint32_t>(colsum[col0 + j]) : 0u;
-    float scale[kNR] = {}, bias[kNR] = {};
-    if (kKind != Epilogue::kInt32)
-      for (size_t j = 0; j < cols; ++j) {
-        scale[j] = ep.scale[col0 + j];
-        bias[j] = ep.bias != nullptr ? ep.bias[col0 + j] : 0.0f;
-      }
-    for (size_t r = 0; r < rows; ++r) {
-      const size_t base = (row0 + r) * n + col0;
-      const int32_t* row = sums + r * ldc;
-      // Wraps modulo 2^32, like the int32 reference.
-      auto acc = [&](size_t j) { return static_cast<int32_t>(static_cast<uint32_t>(row[j]) - fix[j]); };
-      // Without a bias this adds 0.0f, which changes no value (y + 0 == y, -0 + 0 is +0 either way).
-      auto y = [&](size_t j) { return static_cast<float>(acc(j)) * scale[j] + bias[j]; };
-      if constexpr (kKind == Epilogue::kInt32) {
-        emit_row(static_cast<int32_t*>(out) + base, cols, acc);
-      } else if constexpr (kKind == Epilogue::kFloat) {
-        float* dst = static_cast<float*>(out) + base;
-        if (ep.relu)
-          emit_row(dst, cols, [&](size_t j) { return relu(y(j)); });
-        else
-          emit_row(dst, cols, y);
-      } else {
-        uint8_t* q = static_cast<uint8_t*>(out) + base;
-        if (ep.relu)
-          emit_row(q, cols, [&](size_t j) { return requantize(relu(y(j))); });
-        else
-          emit_row(q, cols, [&](size_t j) { return requantize(y(j)); });
-      }
-    }
-  }
-};
-
 // The shared epilogue over a whole M x N matrix of int32 sums (the AMX
 // driver's output), 16 columns at a time as the tile writers see them.
 template <Epilogue::Kind kKind>
-void finish_sums(const int32_t* acc, size_t m, const PackedWeight& w, const Epilogue& ep, void* out) {
+void finish_sums(const int32_t* acc, size_t m, const PackedWeight& w, const Epilogue& ep, void* out,
+                 size_t out_stride) {
   const size_t n = w.n();
-  const uint32_t zero_point = kKind == Epilogue::kInt32 ? 0u : static_cast<uint32_t>(ep.a_zero_point);
-  const TileWriter<kKind> write{ep, w.column_sums().data(), zero_point, n, out};
+  const TileWriter<kKind> write{ep, w.column_sums().data(), static_cast<uint32_t>(ep.a_zero_point), n, out,
+                                out_stride};
   for (size_t col0 = 0; col0 < n; col0 += kNR)
     write(acc + col0, n, m, 0, col0, col0 + kNR <= n ? kNR : n - col0);
 }
@@ -233,7 +123,7 @@ bool amx_route(bool* emulated) {
 
 template <Epilogue::Kind kKind>
 void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& ep,
-               void* out, const GemmKernels& kern, const PackedPanels& b, uint32_t shift);
+               void* out, size_t out_stride, const GemmKernels& kern, const PackedPanels& b, uint32_t shift);
 
 }  // namespace
 
@@ -249,26 +139,33 @@ Layout selected_layout() { return kernels_for(selected_isa()).layout; }
 void set_amx_emulation(bool on) { amx_emulation.store(on, std::memory_order_relaxed); }
 
 void matmul(const void* a_ptr, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& epilogue,
-            void* out) {
+            void* out, size_t out_stride) {
   if (m == 0 || w.n() == 0) return;
+  if (out_stride == 0) out_stride = w.n();
   bool emulated = false;
   if (amx_route(&emulated)) {
     const auto* a8 = static_cast<const uint8_t*>(a_ptr);
-    if (epilogue.kind == Epilogue::kInt32) return amx_matmul_int32(emulated, a8, a_signed, m, k, w, static_cast<int32_t*>(out));
+    if (epilogue.kind == Epilogue::kInt32 && epilogue.a_zero_point == 0 && out_stride == w.n())
+      return amx_matmul_int32(emulated, a8, a_signed, m, k, w, static_cast<int32_t*>(out));
     std::vector<int32_t> acc(m * w.n());
     amx_matmul_int32(emulated, a8, a_signed, m, k, w, acc.data());
-    if (epilogue.kind == Epilogue::kFloat) return finish_sums<Epilogue::kFloat>(acc.data(), m, w, epilogue, out);
-    return finish_sums<Epilogue::kRequant>(acc.data(), m, w, epilogue, out);
+    switch (epilogue.kind) {
+      case Epilogue::kInt32: return finish_sums<Epilogue::kInt32>(acc.data(), m, w, epilogue, out, out_stride);
+      case Epilogue::kFloat: return finish_sums<Epilogue::kFloat>(acc.data(), m, w, epilogue, out, out_stride);
+      case Epilogue::kRequant: return finish_sums<Epilogue::kRequant>(acc.data(), m, w, epilogue, out, out_stride);
+    }
   }
   const GemmKernels& kern = kernels_for(selected_isa());
   const PackedPanels& b = w.panels(kern.layout);
   const uint32_t shift = kern.layout == Layout::kQuads && a_signed ? 128u : 0u;
   const auto* a = static_cast<const uint8_t*>(a_ptr);
   switch (epilogue.kind) {
-    case Epilogue::kInt32: return run_tiles<Epilogue::kInt32>(a, a_signed, m, k, w, epilogue, out, kern, b, shift);
-    case Epilogue::kFloat: return run_tiles<Epilogue::kFloat>(a, a_signed, m, k, w, epilogue, out, kern, b, shift);
+    case Epilogue::kInt32:
+      return run_tiles<Epilogue::kInt32>(a, a_signed, m, k, w, epilogue, out, out_stride, kern, b, shift);
+    case Epilogue::kFloat:
+      return run_tiles<Epilogue::kFloat>(a, a_signed, m, k, w, epilogue, out, out_stride, kern, b, shift);
     case Epilogue::kRequant:
-      return run_tiles<Epilogue::kRequant>(a, a_signed, m, k, w, epilogue, out, kern, b, shift);
+      return run_tiles<Epilogue::kRequant>(a, a_signed, m, k, w, epilogue, out, out_stride, kern, b, shift);
   }
 }
 
@@ -276,14 +173,14 @@ namespace {
 
 template <Epilogue::Kind kKind>
 void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& ep,
-               void* out, const GemmKernels& kern, const PackedPanels& b, uint32_t shift) {
+               void* out, size_t out_stride, const GemmKernels& kern, const PackedPanels& b, uint32_t shift) {
   const size_t n = w.n();
   const bool quads = kern.layout == Layout::kQuads;
   const size_t a_elem = quads ? 1 : 2, step = layout_step(kern.layout);
   const size_t kp = b.k_padded, k_steps = kp / step;
   const size_t mr = static_cast<size_t>(kern.mr), np = static_cast<size_t>(kern.np);
-  const uint32_t zero_point = kKind == Epilogue::kInt32 ? 0u : static_cast<uint32_t>(ep.a_zero_point);
-  const TileWriter<kKind> write{ep, w.column_sums().data(), shift + zero_point, n, out};
+  const uint32_t zero_point = static_cast<uint32_t>(ep.a_zero_point);
+  const TileWriter<kKind> write{ep, w.column_sums().data(), shift + zero_point, n, out, out_stride};
 
   // Work items: blocks of rows (as many as fit the L2 budget, rounded up to a
   // multiple of the thread count so no thread idles at the end), times

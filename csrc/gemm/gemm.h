@@ -26,7 +26,8 @@ const Blocking& blocking();
 void set_amx_emulation(bool on);
 
 // What happens to the exact int32 sums acc[m, n]:
-//  kInt32:   out = acc (int32, wrapping like NumPy's int32 matmul)
+//  kInt32:   out = acc - a_zero_point * colsum[n] (int32, wrapping like NumPy's
+//            int32 matmul; a_zero_point is 0 for a plain product)
 //  kFloat:   y = float(acc - a_zero_point * colsum[n]) * scale[n] + bias[n], optional ReLU
 //  kRequant: q = clip(rint(y / out_scale) + out_zero_point, qmin, qmax) as int8/uint8
 struct Epilogue {
@@ -38,9 +39,10 @@ struct Epilogue {
   float out_scale = 1, out_zero_point = 0, qmin = 0, qmax = 0;
 };
 
-// `a` is M x K row-major bytes; `out` is M x N row-major (int32, float or bytes).
+// `a` is M x K row-major bytes; `out` is M x N row-major (int32, float or
+// bytes), its rows `out_stride` elements apart (0: N, a dense matrix).
 void matmul(const void* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& epilogue,
-            void* out);
+            void* out, size_t out_stride = 0);
 
 // dynamic_linear in one call: x (M x K float32, finite) quantized per tensor
 // to uint8 over [lo, hi] = [min(x, 0), max(x, 0)] (the caller's reduction;

@@ -1,6 +1,7 @@
 """qk: CPU quantization toolkit with hand-written SIMD kernels."""
 
 from . import _qk
+from ._conv_ops import Int8ConvWeight, int8_conv2d, pack_int8_conv_weight
 from ._fp16_ops import bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16
 from ._gemm_ops import PackedInt8Weight, dynamic_linear, int8_matmul, pack_int8_weight, quantized_linear
 from ._quant_ops import dequantize, fake_quantize, quantize
@@ -21,6 +22,7 @@ from . import graph, nn, ptq, qat  # noqa: E402
 __version__ = _qk.__version__
 
 __all__ = [
+    "Int8ConvWeight",
     "PackedInt8Weight",
     "available_isas",
     "bf16_to_fp32",
@@ -34,9 +36,11 @@ __all__ = [
     "get_isa",
     "get_num_threads",
     "graph",
+    "int8_conv2d",
     "int8_matmul",
     "kernel_paths",
     "nn",
+    "pack_int8_conv_weight",
     "pack_int8_weight",
     "ptq",
     "qat",

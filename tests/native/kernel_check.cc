@@ -13,10 +13,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "conv/conv.h"
 #include "cpu/isa.h"
 #include "fp16/fp16.h"
 #include "gemm/gemm.h"
@@ -266,6 +268,77 @@ void check_gemm(Isa isa, std::mt19937& rng) {
       }
 }
 
+
+// Convolutions (NHWC) against the direct sum of (x - zp) * w over the taps,
+// padding skipped: the GEMM path (groups 1 and 2) and the depthwise kernel.
+void check_conv(Isa isa, std::mt19937& rng) {
+  const std::string path = qk::isa_name(isa);
+  struct Case {
+    size_t batch, h, w, c, groups, out, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
+  };
+  const Case cases[] = {{1, 5, 7, 3, 1, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   {2, 9, 6, 8, 2, 6, 3, 3, 2, 2, 1, 1, 0, 1, 2, 3},
+                        {1, 4, 4, 64, 1, 33, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0}, {1, 11, 13, 17, 17, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+                        {2, 12, 9, 64, 64, 64, 5, 5, 2, 1, 2, 1, 3, 0, 1, 2}, {1, 3, 10, 40, 40, 40, 1, 3, 1, 2, 1, 2, 0, 2, 0, 2},
+                        {3, 16, 16, 1, 1, 8, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3}};
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (const Case& k : cases) {
+    const qk::conv::Shape s{k.batch, k.h, k.w, k.c, k.kh, k.kw, k.sh, k.sw, k.dh, k.dw, k.pt, k.pl, k.pb, k.pr,
+                            k.groups, k.out};
+    const size_t cg = k.c / k.groups, og = k.out / k.groups, oh = s.out_h(), ow = s.out_w();
+    std::vector<uint8_t> x(k.batch * k.h * k.w * k.c);
+    std::vector<int8_t> w(k.out * cg * k.kh * k.kw);  // (O, cg, kh, kw)
+    for (auto& v : x) v = static_cast<uint8_t>(byte(rng));
+    for (auto& v : w) v = static_cast<int8_t>(byte(rng) - 128);
+    const int32_t zp = 11;
+    std::vector<int32_t> want(k.batch * oh * ow * k.out);
+    for (size_t b = 0; b < k.batch; ++b)
+      for (size_t oy = 0; oy < oh; ++oy)
+        for (size_t ox = 0; ox < ow; ++ox)
+          for (size_t o = 0; o < k.out; ++o) {
+            uint32_t acc = 0;
+            const size_t g = o / og;
+            for (size_t i = 0; i < k.kh; ++i)
+              for (size_t j = 0; j < k.kw; ++j)
+                for (size_t ci = 0; ci < cg; ++ci) {
+                  const long y = long(oy * k.sh + i * k.dh) - long(k.pt), xx = long(ox * k.sw + j * k.dw) - long(k.pl);
+                  if (y < 0 || xx < 0 || y >= long(k.h) || xx >= long(k.w)) continue;
+                  const int32_t xv = x[((b * k.h + size_t(y)) * k.w + size_t(xx)) * k.c + g * cg + ci];
+                  acc += static_cast<uint32_t>((xv - zp) * w[((o * cg + ci) * k.kh + i) * k.kw + j]);
+                }
+            want[((b * oh + oy) * ow + ox) * k.out + o] = static_cast<int32_t>(acc);
+          }
+    qk::set_isa_cap(isa);
+    qk::gemm::Epilogue ep;
+    ep.a_zero_point = zp;
+    std::vector<int32_t> got(want.size());
+    const std::string name = path + " conv " + std::to_string(k.c) + "ch groups " + std::to_string(k.groups) + " " +
+                             std::to_string(k.kh) + "x" + std::to_string(k.kw);
+    if (k.groups == k.c && k.out == k.c) {
+      std::vector<int16_t> taps(k.kh * k.kw * k.c);  // (kh * kw, C)
+      for (size_t c = 0; c < k.c; ++c)
+        for (size_t t = 0; t < k.kh * k.kw; ++t) taps[t * k.c + c] = w[c * k.kh * k.kw + t];
+      qk::conv::depthwise_conv2d(x.data(), s, taps.data(), ep, got.data());
+      check(got == want, "depthwise " + name);
+    }
+    std::vector<std::unique_ptr<qk::gemm::PackedWeight>> packed;
+    for (size_t g = 0; g < k.groups; ++g) {
+      std::vector<int8_t> b(k.kh * k.kw * cg * og);  // rows (kh, kw, c), columns o
+      for (size_t o = 0; o < og; ++o)
+        for (size_t i = 0; i < k.kh; ++i)
+          for (size_t j = 0; j < k.kw; ++j)
+            for (size_t ci = 0; ci < cg; ++ci)
+              b[((i * k.kw + j) * cg + ci) * og + o] = w[(((g * og + o) * cg + ci) * k.kh + i) * k.kw + j];
+      packed.push_back(std::make_unique<qk::gemm::PackedWeight>(b.data(), k.kh * k.kw * cg, og,
+                                                                qk::gemm::selected_layout()));
+    }
+    std::vector<const qk::gemm::PackedWeight*> ptrs;
+    for (const auto& p : packed) ptrs.push_back(p.get());
+    std::fill(got.begin(), got.end(), 0);
+    qk::conv::conv2d(x.data(), s, ptrs.data(), ep, got.data());
+    check(got == want, "gemm " + name);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -289,11 +362,12 @@ int main() {
       check_quant(isa, rng);
       check_fp16(isa, rng);
       check_gemm(isa, rng);
+      check_conv(isa, rng);
       // Each family runs the best path it has at or below the cap.
       qk::set_isa_cap(isa);
-      std::printf("  %d thread(s), cap %-12s quant %-12s fp16 %-12s gemm %s\n", threads, qk::isa_name(isa),
-                  qk::isa_name(qk::quant::selected_isa()), qk::isa_name(qk::fp16::selected_isa()),
-                  qk::isa_name(qk::gemm::selected_isa()));
+      std::printf("  %d thread(s), cap %-12s quant %-12s fp16 %-12s gemm %-12s depthwise %s\n", threads,
+                  qk::isa_name(isa), qk::isa_name(qk::quant::selected_isa()), qk::isa_name(qk::fp16::selected_isa()),
+                  qk::isa_name(qk::gemm::selected_isa()), qk::isa_name(qk::conv::depthwise_isa()));
     }
   }
   const double seconds =

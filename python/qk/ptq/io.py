@@ -82,7 +82,8 @@ def _encode_graph(model: GraphModule, arrays: dict) -> dict:
     for name, arr in g.constants.items():
         arrays[f"c/{name}"] = np.asarray(arr)
     nodes = [{"op": n.op_type, "name": n.name, "inputs": n.inputs, "outputs": n.outputs,
-              "attrs": {k: _encode_attr(v, f"n{i}/{k}", arrays) for k, v in n.attrs.items()}}
+              "attrs": {k: _encode_attr(v, f"n{i}/{k}", arrays) for k, v in n.attrs.items()
+                        if not k.startswith("_")}}  # "_" attributes are run-time caches
              for i, n in enumerate(g.nodes)]
     values = [{"name": v, "shape": None if g.values[v].shape is None else list(g.values[v].shape),
                "dtype": None if g.values[v].dtype is None else np.dtype(g.values[v].dtype).str} for v in g.inputs]

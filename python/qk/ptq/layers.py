@@ -198,9 +198,20 @@ class QuantizedLayer(Module):
         self.core, self.out_features = core, out_features
         self.conv = None if conv is None else tuple(tuple(v) for v in conv)
 
+    def _native_conv(self):
+        """The layer on qk.int8_conv2d (static uint8 activations), built on first use; else None."""
+        if not hasattr(self, "_native"):
+            from ..quantization.graph import NativeConv
+
+            self._native = NativeConv([self.core], self.conv[0], 1) if NativeConv.supports([self.core]) else None
+        return self._native
+
     def forward(self, x):
         data = x.data if isinstance(x, Tensor) else np.asarray(x)
         data = np.ascontiguousarray(data, dtype=np.float32)
+        if self.conv is not None and self._native_conv() is not None:
+            _, stride, (ph, pw) = self.conv
+            return Tensor(self._native.run(data, stride, (1, 1), (ph, pw, ph, pw)))
         xin = self.core.prepare_input(data)
         if self.conv is None:
             lead = xin.shape[:-1]

@@ -302,6 +302,57 @@ def _run_linear(attrs, x):
     return Tensor(np.asarray(y, np.float32))
 
 
+class NativeConv:
+    """A static quantized Conv on `qk.int8_conv2d`: its groups' int8 weights
+    packed once as one (O, C / groups, KH, KW) convolution weight (depthwise
+    ones for the direct kernel), the input quantized to uint8 and laid out
+    NHWC, exact int32 sums and the float epilogue (scales, bias, ReLU) in C++.
+    Built from the layer's cores on first use; not saved (the cores are)."""
+
+    def __init__(self, cores, kernel, groups: int):
+        from .. import _conv_ops
+
+        kh, kw = kernel
+        self.core = cores[0]
+        weights, scales, biases = [], [], []
+        for core in cores:
+            og = core.weight_q.shape[0]
+            weights.append(core.weight_q.reshape(og, -1, kh, kw))
+            scales.append(np.broadcast_to(core.w_scale, (og,)))
+            biases.append(np.zeros(og, np.float32) if core.bias is None else core.bias)
+        w = np.concatenate(weights)
+        self.weight = _conv_ops.pack_int8_conv_weight(np.ascontiguousarray(w), groups)
+        self.w_scale = np.ascontiguousarray(np.concatenate(scales), np.float32)
+        self.bias = None if all(c.bias is None for c in cores) else np.concatenate(biases).astype(np.float32)
+
+    @staticmethod
+    def supports(cores) -> bool:
+        """Static int8 cores with uint8 activations (the native kernel's input)."""
+        from ..ptq.layers import StaticInt8Core
+
+        return bool(cores) and all(isinstance(c, StaticInt8Core) and c.x_range == (0, 255) for c in cores)
+
+    def run(self, xd: np.ndarray, strides, dilations, pads) -> np.ndarray:
+        from .. import _conv_ops
+
+        c = self.core
+        xq = np.ascontiguousarray(c.prepare_input(xd).transpose(0, 2, 3, 1))  # NCHW float -> NHWC uint8
+        y = _conv_ops.int8_conv2d(xq, self.weight, x_zero_point=c.x_zero_point, x_scale=c.x_scale,
+                                  w_scale=self.w_scale, bias=self.bias, strides=strides, dilations=dilations,
+                                  pads=(pads[0], pads[1], pads[2], pads[3]), relu=c.relu)
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+
+
+def _native_conv(attrs):
+    """The layer's NativeConv (cached in the node's run-time attribute "_native"), or None."""
+    if "_native" not in attrs:
+        depthwise = attrs.get("depthwise")
+        cores = [depthwise.core] if depthwise is not None else list(attrs["cores"])
+        attrs["_native"] = (NativeConv(cores, attrs["kernel"], attrs.get("group", 1)) if NativeConv.supports(cores)
+                            else None)
+    return attrs["_native"]
+
+
 def _run_conv(attrs, x):
     cores, depthwise = attrs["cores"], attrs.get("depthwise")
     xd = np.ascontiguousarray(graph_ops.data_of(x), np.float32)
@@ -309,6 +360,9 @@ def _run_conv(attrs, x):
         raise ValueError(f"input: quantized Conv expects (N, C, H, W), got shape {xd.shape}")
     kh, kw = attrs["kernel"]
     strides, dil, pads = _spatial_attrs(attrs, xd.shape[2:], (kh, kw))
+    native = _native_conv(attrs)
+    if native is not None:
+        return Tensor(native.run(xd, strides, dil, pads))
     first = cores[0] if cores else depthwise
     xq = first.prepare_input(xd)
     n, c, h, w = xq.shape

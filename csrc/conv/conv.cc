@@ -1,0 +1,128 @@
+#include "conv/conv.h"
+
+#include <cstring>
+#include <vector>
+
+#include "conv/depthwise_kernels.h"
+#include "cpu/kernel_table.h"
+#include "gemm/epilogue.h"
+#include "parallel/parallel.h"
+
+namespace qk::conv {
+namespace {
+
+constexpr KernelTable<DepthwiseKernels> kDepthwise = {
+    {Isa::scalar, &scalar::kernels},
+    QK_ON_x86_64({Isa::avx2, &avx2::kernels}, {Isa::avx512, &avx512::kernels}, )
+    QK_ON_aarch64({Isa::neon, &neon::kernels}, )
+};
+
+// Bytes of gathered A rows per block: within L2 beside the weights, and
+// enough rows for the GEMM to split over the threads.
+constexpr size_t kBlockBytes = size_t(1) << 20;
+
+// Input row y of the padded image for output row oy and kernel row i, or
+// nullptr where it falls in the padding.
+const uint8_t* input_row(const uint8_t* image, const Shape& s, size_t oy, size_t i) {
+  const size_t pos = oy * s.stride_h + i * s.dilation_h;
+  if (pos < s.pad_top || pos - s.pad_top >= s.height) return nullptr;
+  return image + (pos - s.pad_top) * s.width * s.channels;
+}
+
+// Row `pixel` of A for group g: kernel_h * kernel_w taps of cg channels,
+// the zero point where a tap falls in the padding.
+void gather_row(const uint8_t* x, const Shape& s, size_t pixel, size_t g, uint8_t zp, uint8_t* dst) {
+  const size_t oh = s.out_h(), ow = s.out_w(), cg = s.channels / s.groups;
+  const size_t b = pixel / (oh * ow), oy = pixel / ow % oh, ox = pixel % ow;
+  const uint8_t* image = x + b * s.height * s.width * s.channels;
+  for (size_t i = 0; i < s.kernel_h; ++i) {
+    const uint8_t* in_row = input_row(image, s, oy, i);
+    for (size_t j = 0; j < s.kernel_w; ++j, dst += cg) {
+      const size_t pos = ox * s.stride_w + j * s.dilation_w;
+      if (in_row == nullptr || pos < s.pad_left || pos - s.pad_left >= s.width)
+        std::memset(dst, zp, cg);
+      else
+        std::memcpy(dst, in_row + (pos - s.pad_left) * s.channels + g * cg, cg);
+    }
+  }
+}
+
+// The epilogue of group g: its slice of the per-channel scales and biases.
+gemm::Epilogue group_epilogue(const gemm::Epilogue& ep, size_t first_channel) {
+  gemm::Epilogue e = ep;
+  if (e.scale != nullptr) e.scale += first_channel;
+  if (e.bias != nullptr) e.bias += first_channel;
+  return e;
+}
+
+size_t element_bytes(const gemm::Epilogue& ep) { return ep.kind == gemm::Epilogue::kRequant ? 1 : 4; }
+
+template <gemm::Epilogue::Kind kKind>
+void depthwise_rows(const uint8_t* x, const Shape& s, const int16_t* taps, const gemm::Epilogue& ep, void* out,
+                    const DepthwiseKernels& k) {
+  const size_t oh = s.out_h(), ow = s.out_w(), c = s.channels;
+  // Row outputs are independent: split the (image, output row) pairs over threads.
+  const size_t rows = s.batch * oh;
+  const size_t work = ow * c * s.kernel_h * s.kernel_w;
+  parallel_for(rows, work >= (size_t(1) << 16) ? 1 : (size_t(1) << 16) / (work ? work : 1), 1,
+               [&](size_t begin, size_t end) {
+                 std::vector<int32_t> sums(ow * c);
+                 std::vector<const uint8_t*> in_rows(s.kernel_h);
+                 // The zero-point correction is already in the sums: no column sums.
+                 const gemm::TileWriter<kKind> write{ep, nullptr, 0u, c, out, c};
+                 for (size_t r = begin; r < end; ++r) {
+                   const size_t b = r / oh, oy = r % oh;
+                   const uint8_t* image = x + b * s.height * s.width * c;
+                   for (size_t i = 0; i < s.kernel_h; ++i) in_rows[i] = input_row(image, s, oy, i);
+                   const DepthwiseRow row{in_rows.data(), s.width, c, ow, s.kernel_h, s.kernel_w, s.stride_w,
+                                          s.dilation_w, s.pad_left, ep.a_zero_point, taps, sums.data()};
+                   k.row(row);
+                   for (size_t col0 = 0; col0 < c; col0 += gemm::kNR)
+                     write(sums.data() + col0, c, ow, r * ow, col0, col0 + gemm::kNR <= c ? gemm::kNR : c - col0);
+                 }
+               });
+}
+
+}  // namespace
+
+Isa depthwise_isa() { return kDepthwise.select(); }
+
+void conv2d(const uint8_t* x, const Shape& s, const gemm::PackedWeight* const* weights, const gemm::Epilogue& ep,
+            void* out) {
+  const size_t m = s.batch * s.out_h() * s.out_w();
+  const size_t cg = s.channels / s.groups, og = s.out_channels / s.groups;
+  const size_t k = s.kernel_h * s.kernel_w * cg;
+  if (m == 0 || og == 0) return;
+  auto* out_bytes = static_cast<char*>(out);
+  const size_t esize = element_bytes(ep);
+  const bool direct = s.groups == 1 && s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 &&
+                      s.pad_top + s.pad_left + s.pad_bottom + s.pad_right == 0;
+  if (direct) return gemm::matmul(x, false, m, k, *weights[0], ep, out);
+  size_t block = k ? kBlockBytes / k : m;
+  block = block < 16 ? 16 : (block > m ? m : block);
+  std::vector<uint8_t> a(block * k);
+  const uint8_t zp = static_cast<uint8_t>(ep.a_zero_point);
+  for (size_t g = 0; g < s.groups; ++g) {
+    const gemm::Epilogue eg = group_epilogue(ep, g * og);
+    for (size_t p0 = 0; p0 < m; p0 += block) {
+      const size_t rows = m - p0 < block ? m - p0 : block;
+      parallel_for(rows, 256, 1, [&](size_t begin, size_t end) {
+        for (size_t r = begin; r < end; ++r) gather_row(x, s, p0 + r, g, zp, a.data() + r * k);
+      });
+      gemm::matmul(a.data(), false, rows, k, *weights[g], eg, out_bytes + (p0 * s.out_channels + g * og) * esize,
+                   s.out_channels);
+    }
+  }
+}
+
+void depthwise_conv2d(const uint8_t* x, const Shape& s, const int16_t* taps, const gemm::Epilogue& ep, void* out) {
+  if (s.batch * s.out_h() * s.out_w() * s.channels == 0) return;
+  const DepthwiseKernels& k = kDepthwise.at(depthwise_isa());
+  switch (ep.kind) {
+    case gemm::Epilogue::kInt32: return depthwise_rows<gemm::Epilogue::kInt32>(x, s, taps, ep, out, k);
+    case gemm::Epilogue::kFloat: return depthwise_rows<gemm::Epilogue::kFloat>(x, s, taps, ep, out, k);
+    case gemm::Epilogue::kRequant: return depthwise_rows<gemm::Epilogue::kRequant>(x, s, taps, ep, out, k);
+  }
+}
+
+}  // namespace qk::conv

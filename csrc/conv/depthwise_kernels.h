@@ -1,0 +1,30 @@
+// Depthwise convolution kernels, one table per ISA (depthwise_<isa>.cc, all
+// compiled from depthwise_kernel.inc with that ISA's flags).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace qk::conv {
+
+// One output row (one image, one output y) of a depthwise convolution.
+struct DepthwiseRow {
+  const uint8_t* const* rows;  // kernel_h input rows (width x channels), nullptr where padded
+  size_t width, channels, out_w;
+  size_t kernel_h, kernel_w, stride_w, dilation_w, pad_left;
+  int32_t zero_point;   // of the input: padding contributes (zp - zp) * w = 0, so it is skipped
+  const int16_t* taps;  // (kernel_h * kernel_w, channels)
+  int32_t* sums;        // out_w x channels, exact: sum over taps of (x - zp) * w
+};
+
+struct DepthwiseKernels {
+  void (*row)(const DepthwiseRow& r);
+};
+
+// Defined only on their architecture (cpu/isa_list.h).
+namespace scalar { extern const DepthwiseKernels kernels; }
+namespace avx2 { extern const DepthwiseKernels kernels; }
+namespace avx512 { extern const DepthwiseKernels kernels; }
+namespace neon { extern const DepthwiseKernels kernels; }
+
+}  // namespace qk::conv

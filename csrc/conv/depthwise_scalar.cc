@@ -1,0 +1,10 @@
+// Depthwise kernel for the scalar path (depthwise_kernel.inc at the baseline
+// flags): the reference the other paths match.
+#include <cstddef>
+#include <cstdint>
+
+#include "conv/depthwise_kernels.h"
+
+namespace qk::conv::scalar {
+#include "conv/depthwise_kernel.inc"
+}  // namespace qk::conv::scalar
