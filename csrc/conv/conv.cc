@@ -29,22 +29,39 @@ const uint8_t* input_row(const uint8_t* image, const Shape& s, size_t oy, size_t
   return image + (pos - s.pad_top) * s.width * s.channels;
 }
 
-// Row `pixel` of A for group g: kernel_h * kernel_w taps of cg channels,
-// the zero point where a tap falls in the padding.
-void gather_row(const uint8_t* x, const Shape& s, size_t pixel, size_t g, uint8_t zp, uint8_t* dst) {
+// Row `pixel` of A for group g: kernel_h * kernel_w taps of cg channels, in
+// an image without padding (conv2d pads it first). Without groups or
+// dilation, the taps of a kernel row are adjacent whole pixels: one copy.
+void gather_row(const uint8_t* x, const Shape& s, size_t pixel, size_t g, uint8_t* dst) {
   const size_t oh = s.out_h(), ow = s.out_w(), cg = s.channels / s.groups;
   const size_t b = pixel / (oh * ow), oy = pixel / ow % oh, ox = pixel % ow;
-  const uint8_t* image = x + b * s.height * s.width * s.channels;
+  const bool run = s.groups == 1 && s.dilation_w == 1;
   for (size_t i = 0; i < s.kernel_h; ++i) {
-    const uint8_t* in_row = input_row(image, s, oy, i);
-    for (size_t j = 0; j < s.kernel_w; ++j, dst += cg) {
-      const size_t pos = ox * s.stride_w + j * s.dilation_w;
-      if (in_row == nullptr || pos < s.pad_left || pos - s.pad_left >= s.width)
-        std::memset(dst, zp, cg);
-      else
-        std::memcpy(dst, in_row + (pos - s.pad_left) * s.channels + g * cg, cg);
+    const uint8_t* src = x + ((b * s.height + oy * s.stride_h + i * s.dilation_h) * s.width + ox * s.stride_w) *
+                                 s.channels + g * cg;
+    if (run) {
+      std::memcpy(dst, src, s.kernel_w * cg);
+      dst += s.kernel_w * cg;
+    } else {
+      for (size_t j = 0; j < s.kernel_w; ++j, dst += cg) std::memcpy(dst, src + j * s.dilation_w * s.channels, cg);
     }
   }
+}
+
+// The image with its padding filled with the zero point (which the
+// epilogue's zero-point correction turns into exact zeros), and its shape.
+std::vector<uint8_t> pad_image(const uint8_t* x, const Shape& s, uint8_t zp, Shape* padded) {
+  *padded = s;
+  padded->height = s.height + s.pad_top + s.pad_bottom;
+  padded->width = s.width + s.pad_left + s.pad_right;
+  padded->pad_top = padded->pad_left = padded->pad_bottom = padded->pad_right = 0;
+  std::vector<uint8_t> out(s.batch * padded->height * padded->width * s.channels, zp);
+  const size_t row = s.width * s.channels;
+  for (size_t b = 0; b < s.batch; ++b)
+    for (size_t y = 0; y < s.height; ++y)
+      std::memcpy(out.data() + ((b * padded->height + y + s.pad_top) * padded->width + s.pad_left) * s.channels,
+                  x + (b * s.height + y) * row, row);
+  return out;
 }
 
 // The epilogue of group g: its slice of the per-channel scales and biases.
@@ -98,16 +115,22 @@ void conv2d(const uint8_t* x, const Shape& s, const gemm::PackedWeight* const* w
   const bool direct = s.groups == 1 && s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 &&
                       s.pad_top + s.pad_left + s.pad_bottom + s.pad_right == 0;
   if (direct) return gemm::matmul(x, false, m, k, *weights[0], ep, out);
+  const uint8_t zp = static_cast<uint8_t>(ep.a_zero_point);
+  Shape sp = s;
+  std::vector<uint8_t> padded;
+  if (s.pad_top + s.pad_left + s.pad_bottom + s.pad_right > 0) {
+    padded = pad_image(x, s, zp, &sp);
+    x = padded.data();
+  }
   size_t block = k ? kBlockBytes / k : m;
   block = block < 16 ? 16 : (block > m ? m : block);
   std::vector<uint8_t> a(block * k);
-  const uint8_t zp = static_cast<uint8_t>(ep.a_zero_point);
   for (size_t g = 0; g < s.groups; ++g) {
     const gemm::Epilogue eg = group_epilogue(ep, g * og);
     for (size_t p0 = 0; p0 < m; p0 += block) {
       const size_t rows = m - p0 < block ? m - p0 : block;
       parallel_for(rows, 256, 1, [&](size_t begin, size_t end) {
-        for (size_t r = begin; r < end; ++r) gather_row(x, s, p0 + r, g, zp, a.data() + r * k);
+        for (size_t r = begin; r < end; ++r) gather_row(x, sp, p0 + r, g, a.data() + r * k);
       });
       gemm::matmul(a.data(), false, rows, k, *weights[g], eg, out_bytes + (p0 * s.out_channels + g * og) * esize,
                    s.out_channels);
