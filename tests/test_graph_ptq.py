@@ -91,6 +91,41 @@ def test_imported_cnns_quantize_statically(build, tmp_path):
     assert np.abs(theirs - got).max() <= 0.02 * np.abs(got).max()
 
 
+@pytest.mark.parametrize("build", [resnet, mobilenet], ids=["resnet", "mobilenet"])
+def test_integer_chains_give_the_unchained_results_bit_for_bit(build, isa, tmp_path):
+    """Consecutive quantized convs (with a Relu or ReLU6 between) pass uint8 NHWC,
+    requantized and clamped in the producer's epilogue; the outputs equal the
+    model whose layers each dequantize and requantize, exactly, and saving,
+    loading and export see the float values."""
+    from qk.quantization.graph import without_chains
+
+    t = torch_or_skip()
+    t.manual_seed(0)
+    model, shape = build()
+    randomize_bn(model, 1)
+    export(model, (t.randn(*shape),), tmp_path / "m.onnx", False, ["x"], None)
+    rng = np.random.default_rng(0)
+    calib = [rng.standard_normal((4,) + shape[1:]).astype(np.float32) for _ in range(4)]
+    qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(qk.onnx.load(tmp_path / "m.onnx")), calib, progress=False))
+    chained = [n for n in qm.graph.nodes if "out_nhwc" in n.attrs]
+    assert len(chained) >= 3
+    if build is mobilenet:  # the ReLU6 (Clip) became the requantization's clamp
+        assert any(tuple(n.attrs.get("absorbed_clip", ()))[1:] == (0.0, 6.0) for n in chained)
+        assert qm.graph.op_histogram().get("Clip", 0) < qk.onnx.load(tmp_path / "m.onnx").graph.op_histogram()["Clip"]
+    plain = without_chains(qm)
+    for batch in (1, 3):
+        x = rng.standard_normal((batch,) + shape[1:]).astype(np.float32)
+        np.testing.assert_array_equal(qm.run({"x": x})["out"], plain.run({"x": x})["out"])
+    qk.ptq.save(qm, tmp_path / "q.npz")
+    loaded = qk.ptq.load(tmp_path / "q.npz")
+    np.testing.assert_array_equal(loaded.run({"x": x})["out"], qm.run({"x": x})["out"])
+    qk.onnx.export(qm, tmp_path / "q.onnx")
+    theirs = _sess(tmp_path / "q.onnx").run(None, {"x": x})[0]
+    assert np.abs(theirs - qm.run({"x": x})["out"]).max() <= 0.02 * np.abs(theirs).max()
+    rows = qk.ptq.compare_layers(qk.onnx.load(tmp_path / "m.onnx"), qm, calib[:1])
+    assert all(np.isfinite(r["sqnr_db"]) for r in rows)
+
+
 def _mask_model():
     """x @ W where x = scores + an additive mask of -1e4: the MatMul's input is mask-dominated."""
     rng = np.random.default_rng(0)

@@ -19,6 +19,8 @@ def add_parsers(sub) -> None:
                    help="fill inputs not given with random data (symbolic dimensions = 1; integer inputs = 0)")
     r.add_argument("--repeat", type=int, default=5, metavar="N", help="timed runs; the median is printed (default 5)")
     r.add_argument("--compare-ort", action="store_true", help="also run ONNX Runtime and print the max difference")
+    r.add_argument("--profile", action="store_true",
+                   help="print where a forward pass spends its time, per op type (medians over --repeat runs)")
     q = sub.add_parser("quantize", help="post-training quantization of an ONNX model, written back as QDQ ONNX",
                        description="Quantizes the Conv/Gemm/MatMul layers of an ONNX model (static INT8 from "
                                    "calibration data, or dynamic INT8), prints a per-node table (SQNR and cosine "
@@ -82,6 +84,19 @@ def inspect_main(args, parser) -> int:
     return 0 if not info["unsupported"] else 1
 
 
+def profile_table(rows: list[dict]) -> str:
+    """A Markdown table of GraphModule.profile rows summed per op type, the largest first."""
+    per_op = {}
+    for r in rows:
+        ms, count = per_op.get(r["op"], (0.0, 0))
+        per_op[r["op"]] = (ms + r["ms"], count + 1)
+    total = sum(ms for ms, _ in per_op.values()) or 1.0
+    lines = ["| op | nodes | ms | share |", "|---|---|---|---|"]
+    for op, (ms, count) in sorted(per_op.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"| {op} | {count} | {ms:.3f} | {ms / total:.0%} |")
+    return "\n".join(lines)
+
+
 def run_main(args, parser) -> int:
     from . import load
 
@@ -106,6 +121,8 @@ def run_main(args, parser) -> int:
         total = float(np.sum(arr, dtype=np.float64)) if arr.dtype.kind in "fiub" else float("nan")
         print(f"{name}: {arr.dtype} {arr.shape}  sum={total:.6g}  sha256={digest}")
     print(f"qk: median {np.median(times) * 1e3:.3f} ms over {args.repeat} runs")
+    if args.profile:
+        print(profile_table(model.profile(feeds, args.repeat)))
     if args.compare_ort:
         try:
             import onnxruntime as ort

@@ -279,7 +279,9 @@ def to_onnx(model: GraphModule):
     onnx = _onnx()
     if not isinstance(model, GraphModule):
         raise TypeError(f"model: expected a qk.graph.GraphModule, got {type(model).__name__}")
-    g = model.infer_shapes()
+    from ..quantization.graph import without_chains
+
+    g = without_chains(model).infer_shapes()  # every value float, as the file has them
     w = _Writer(g, _opset(g))
     for n in g.nodes:
         if n.op_type == "QuantizedLinear":

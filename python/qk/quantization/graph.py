@@ -83,6 +83,7 @@ def compare_nodes(fp: GraphModule, qm: GraphModule, batches) -> list:
     """Per quantized node of `qm`: op, scheme, SQNR (dB) and cosine of its
     output against the same value in `fp` over `batches` (arrays or feed
     dicts). The quantized model's error up to that node counts (cumulative)."""
+    qm = without_chains(qm)  # the values compared are float, as in fp
     nodes = [n for n in qm.graph.nodes
              if n.op_type in ("QuantizedLinear", "QuantizedConv", "QuantizedGather", "QuantizedMatMul")]
     names = [n.outputs[0] for n in nodes]
@@ -324,6 +325,7 @@ class NativeConv:
         self.weight = _conv_ops.pack_int8_conv_weight(np.ascontiguousarray(w), groups)
         self.w_scale = np.ascontiguousarray(np.concatenate(scales), np.float32)
         self.bias = None if all(c.bias is None for c in cores) else np.concatenate(biases).astype(np.float32)
+        self._calls = {}  # (input shape, geometry, out qparams) -> a direct kernel call
 
     @staticmethod
     def supports(cores) -> bool:
@@ -332,15 +334,147 @@ class NativeConv:
 
         return bool(cores) and all(isinstance(c, StaticInt8Core) and c.x_range == (0, 255) for c in cores)
 
-    def run(self, xd: np.ndarray, strides, dilations, pads) -> np.ndarray:
+    def run(self, x: np.ndarray, strides, dilations, pads, nhwc_input: bool = False,
+            out_qparams=None) -> np.ndarray:
+        """x: float NCHW, or (nhwc_input) the uint8 NHWC output of a chained
+        producer. Returns float NCHW, or with out_qparams = (scale, zero point,
+        qmin, qmax) the uint8 NHWC input of the chained consumers, requantized
+        in the epilogue and clamped to [qmin, qmax]."""
         from .. import _conv_ops
 
         c = self.core
-        xq = np.ascontiguousarray(c.prepare_input(xd).transpose(0, 2, 3, 1))  # NCHW float -> NHWC uint8
-        y = _conv_ops.int8_conv2d(xq, self.weight, x_zero_point=c.x_zero_point, x_scale=c.x_scale,
-                                  w_scale=self.w_scale, bias=self.bias, strides=strides, dilations=dilations,
-                                  pads=(pads[0], pads[1], pads[2], pads[3]), relu=c.relu)
-        return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+        xq = x if nhwc_input else np.ascontiguousarray(c.prepare_input(x).transpose(0, 2, 3, 1))
+        key = (xq.shape, tuple(strides), tuple(dilations), tuple(pads), out_qparams)
+        call = self._calls.get(key)
+        if call is None:
+            # The first call of a signature goes through the validating wrapper;
+            # every call then reuses its checked geometry on the kernel directly.
+            kwargs = dict(x_zero_point=c.x_zero_point, x_scale=c.x_scale, w_scale=self.w_scale, bias=self.bias,
+                          strides=strides, dilations=dilations, pads=tuple(pads), relu=c.relu)
+            if out_qparams is not None:
+                kwargs.update(out_dtype=np.uint8, out_scale=out_qparams[0], out_zero_point=out_qparams[1])
+            y = _conv_ops.int8_conv2d(xq, self.weight, **kwargs)
+            call = self._calls[key] = self._direct_call(xq.shape, y.shape, y.dtype, strides, dilations, pads,
+                                                        out_qparams)
+        y = call(xq)
+        return y if out_qparams is not None else np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+
+    def _direct_call(self, in_shape, out_shape, out_dtype, strides, dilations, pads, out_qparams):
+        from .. import _qk
+
+        c, w = self.core, self.weight
+        o, _, kh, kw = w.shape
+        geometry = (*in_shape, kh, kw, *strides, *dilations, *pads, w.groups, o)
+        scale = (np.float32(c.x_scale) * self.w_scale).astype(np.float32)
+        kind, out_scale, out_zp, qmin, qmax = (1, 1.0, 0.0, 0.0, 0.0) if out_qparams is None else \
+            (2, float(out_qparams[0]), float(out_qparams[1]), float(out_qparams[2]), float(out_qparams[3]))
+        run = _qk.int8_depthwise_conv2d if w.depthwise else _qk.int8_conv2d
+        weights = w._taps if w.depthwise else w._packed
+
+        def call(xq):
+            out = np.empty(out_shape, out_dtype)
+            run(xq, geometry, weights, c.x_zero_point, kind, scale, self.bias, c.relu, out_scale, out_zp, qmin, qmax,
+                out)
+            return out
+        return call
+
+
+def _out_qparams(attrs):
+    """(scale, zero point) a chained conv requantizes its output to, or None."""
+    q = attrs.get("out_nhwc")
+    return None if q is None else (float(q[0]), int(q[1]), int(q[2]), int(q[3]))
+
+
+def chain_integer_convs(g: Graph) -> Graph:
+    """Integer chains: a QuantizedConv whose output only feeds QuantizedConvs
+    that read it as their input (static, uint8 activations, one common
+    quantization) hands them its output as uint8 NHWC, requantized in its
+    epilogue to their input scale and zero point ("out_nhwc"; the readers get
+    "in_nhwc"), instead of float NCHW that each reader quantizes and
+    transposes again. A Relu or Clip in between (ReLU6) becomes the
+    requantization's clamp: quantizing is monotone, so q(clip(y, lo, hi)) =
+    clip(q(y), q(lo), q(hi)). The same numbers either way, bit for bit."""
+    from .. import _quant_ops
+    from ..graph.simplify import scalar
+
+    def native_ok(node):
+        if node is None or node.op_type != "QuantizedConv":
+            return False
+        depthwise = node.attrs.get("depthwise")
+        return NativeConv.supports([depthwise.core] if depthwise is not None else list(node.attrs["cores"]))
+
+    def input_qparams(node):
+        depthwise = node.attrs.get("depthwise")
+        core = depthwise.core if depthwise is not None else node.attrs["cores"][0]
+        return float(core.x_scale), int(core.x_zero_point)
+
+    def clamp_of(node):
+        """(lo, hi) of a Relu or a Clip with constant bounds (None: unbounded), or None."""
+        if node is None or node.op_type not in ("Relu", "Clip"):
+            return None
+        if node.op_type == "Relu":
+            return 0.0, None
+        bounds = []
+        for pos in (1, 2):
+            name = node.inputs[pos] if len(node.inputs) > pos else ""
+            if not name:
+                bounds.append(None)
+            elif name in g.constants and np.size(g.constants[name]) == 1:
+                bounds.append(float(scalar(g, name)))
+            else:
+                return None
+        return tuple(bounds)
+
+    def q(v, scale, zp):  # exactly the readers' quantization of one value
+        return int(_quant_ops.quantize(np.array([v], np.float32), scale, zp, dtype=np.uint8)[0])
+
+    for node in list(g.nodes):
+        if not native_ok(node) or node.outputs[0] in g.outputs:
+            continue
+        clip = g.only_consumer(node.outputs[0])
+        bounds = clamp_of(clip)
+        if bounds is None:
+            clip, bounds = None, (None, None)
+        value = clip.outputs[0] if clip is not None else node.outputs[0]
+        readers = g.consumers(value)
+        if value in g.outputs or not readers:
+            continue
+        if not all(native_ok(r) and r.inputs[0] == value and value not in r.inputs[1:] for r in readers):
+            continue
+        qparams = {input_qparams(r) for r in readers}
+        if len(qparams) != 1:
+            continue
+        scale, zp = qparams.pop()
+        qmin = 0 if bounds[0] is None else q(bounds[0], scale, zp)
+        qmax = 255 if bounds[1] is None else q(bounds[1], scale, zp)
+        attrs = dict(node.attrs, out_nhwc=(scale, zp, qmin, qmax))
+        if clip is not None:  # what without_chains puts back: a Clip from the layer's own output
+            attrs["absorbed_clip"] = (node.outputs[0], bounds[0], bounds[1])
+        g.replace([node] + ([clip] if clip is not None else []),
+                  [Node(node.op_type, list(node.inputs), [value], attrs, node.name)])
+        for r in readers:
+            r.attrs["in_nhwc"] = True
+    return g
+
+
+def without_chains(model: GraphModule) -> GraphModule:
+    """The same integer model with every value between layers float NCHW again
+    (for export and per-node comparison, which read the values)."""
+    g = model.graph.copy()
+    for node in list(g.nodes):
+        for key in ("out_nhwc", "in_nhwc", "_native"):
+            node.attrs.pop(key, None)
+        absorbed = node.attrs.pop("absorbed_clip", None)
+        if absorbed is not None:
+            out, (mid, *bounds) = node.outputs[0], absorbed
+            names = []
+            for side, bound in zip(("min", "max"), bounds):
+                names.append("" if bound is None else g.unique_name(f"{node.name}_clip_{side}"))
+                if bound is not None:
+                    g.constants[names[-1]] = np.array(bound, np.float32)
+            g.replace([node], [Node(node.op_type, list(node.inputs), [mid], node.attrs, node.name),
+                               Node("Clip", [mid] + names, [out], {}, g.unique_name(node.name + "_clip"))])
+    return GraphModule(g)
 
 
 def _native_conv(attrs):
@@ -355,6 +489,12 @@ def _native_conv(attrs):
 
 def _run_conv(attrs, x):
     cores, depthwise = attrs["cores"], attrs.get("depthwise")
+    if attrs.get("in_nhwc"):  # the uint8 NHWC output of a chained producer
+        xq = graph_ops.data_of(x)
+        kh, kw = attrs["kernel"]
+        strides, dil, pads = _spatial_attrs(attrs, xq.shape[1:3], (kh, kw))
+        y = _native_conv(attrs).run(xq, strides, dil, pads, True, _out_qparams(attrs))
+        return y if "out_nhwc" in attrs else Tensor(y)
     xd = np.ascontiguousarray(graph_ops.data_of(x), np.float32)
     if xd.ndim != 4:
         raise ValueError(f"input: quantized Conv expects (N, C, H, W), got shape {xd.shape}")
@@ -362,7 +502,8 @@ def _run_conv(attrs, x):
     strides, dil, pads = _spatial_attrs(attrs, xd.shape[2:], (kh, kw))
     native = _native_conv(attrs)
     if native is not None:
-        return Tensor(native.run(xd, strides, dil, pads))
+        y = native.run(xd, strides, dil, pads, False, _out_qparams(attrs))
+        return y if "out_nhwc" in attrs else Tensor(y)
     first = cores[0] if cores else depthwise
     xq = first.prepare_input(xd)
     n, c, h, w = xq.shape
@@ -497,11 +638,13 @@ def _scheme_label(cfg: QConfig) -> str:
 
 def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None = None,
                   group_size: int | None = None, stats: dict | None = None, rounding: str = "nearest",
-                  bias_correction: bool = False) -> GraphModule:
+                  bias_correction: bool = False, chains: bool = True) -> GraphModule:
     """`g` with each planned node (plan: node name -> QConfig, or "table")
     replaced by its integer node. x_qparams: {activation value: (scale, zero
     point)} for static layers; w_scales: {node name: (N,) weight scales}
-    where they are given (QAT), else from the weights. Shared by PTQ and QAT."""
+    where they are given (QAT), else from the weights. With `chains`,
+    consecutive quantized convolutions pass uint8 NHWC (chain_integer_convs).
+    Shared by PTQ and QAT."""
     g = g.copy()
     w_scales, stats = w_scales or {}, stats or {}
     opts = {"rounding": rounding, "bias_correction": bias_correction}
@@ -556,7 +699,7 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
                             **info), node.name)
         g.replace([node] + ([relu] if relu is not None else []), [new])
     g.remove_dead()
-    return GraphModule(g)
+    return GraphModule(chain_integer_convs(g) if chains else g)
 
 
 def convert(prepared: PreparedGraph) -> GraphModule:
