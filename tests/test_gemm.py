@@ -179,3 +179,21 @@ def test_shapes_around_the_tiles(isa, m, n):
     for dtype in (np.int8, np.uint8):
         a, b = operands(m, 67, n, dtype, seed=m * 31 + n)
         np.testing.assert_array_equal(qk.int8_matmul(a, b), ref(a, b))
+
+
+@pytest.fixture(params=[(32 << 10, 256 << 10, 8 << 20), (48 << 10, 32 << 20, 256 << 20)], ids=["small", "large"])
+def caches(request):
+    """GEMMs blocked as on a CPU with small (256 KiB L2) or large (32 MiB L2) caches."""
+    qk._qk.set_cache_sizes_for_testing(request.param)
+    yield qk._qk.gemm_blocking()
+    qk._qk.set_cache_sizes_for_testing(None)
+
+
+@pytest.mark.parametrize("m,k,n", [(301, 2603, 45), (97, 4099, 33), (13, 1500, 70), (6, 300, 17)])
+def test_blockings_of_other_caches(isa, threads, caches, m, k, n):
+    """The blocking follows the caches (clamped), and every blocking gives the exact product."""
+    assert caches["a_block_bytes"] in (96 << 10, 3 << 20) and caches["b_run_bytes"] in (16 << 10, 256 << 10)
+    for dtype in (np.int8, np.uint8):
+        a, b = operands(m, k, n, dtype, seed=m + k)
+        np.testing.assert_array_equal(qk.int8_matmul(a, b), ref(a, b))
+    assert qk._qk.gemm_blocking() == caches

@@ -2,8 +2,11 @@
 #include "gemm/gemm.h"
 #include "bindings/bindings.h"
 
+#include <pybind11/stl.h>
+
 #include <cstdint>
 #include <memory>
+#include <tuple>
 
 namespace qk::bindings {
 namespace {
@@ -27,12 +30,22 @@ void run(const py::array& a, bool a_signed, size_t m, size_t k, const PackedWeig
 void bind_gemm(py::module_& m) {
   m.def("gemm_path", [] { return std::string(isa_name(gemm::selected_isa())); });
   m.def("gemm_blocking", [] {
-    const gemm::Blocking& b = gemm::blocking();
+    const gemm::Blocking b = gemm::blocking();
     py::dict d;
     d["a_block_bytes"] = b.a_block_bytes;
     d["b_run_bytes"] = b.b_run_bytes;
     return d;
   });
+  // Test-only: block GEMMs as on a CPU with these caches (bytes); None: the detected ones.
+  m.def(
+      "set_cache_sizes_for_testing",
+      [](const py::object& caches) {
+        if (caches.is_none()) return gemm::set_cache_sizes_for_testing(nullptr);
+        const auto t = caches.cast<std::tuple<long, long, long>>();
+        const CacheSizes c{std::get<0>(t), std::get<1>(t), std::get<2>(t)};
+        gemm::set_cache_sizes_for_testing(&c);
+      },
+      py::arg("caches"));
 
   py::class_<PackedWeight, std::shared_ptr<PackedWeight>>(m, "PackedWeight")
       .def(py::init([](const py::array& b, size_t k, size_t n) {

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "cpu/kernel_table.h"
@@ -40,53 +41,17 @@ size_t clamp_bytes(long v, size_t lo, size_t hi) {
   return x < lo ? lo : (x > hi ? hi : x);
 }
 
-Blocking compute_blocking() {
-  const long l2 = cache_sizes().l2 > 0 ? cache_sizes().l2 : 1L << 20;
-  return {clamp_bytes(l2 / 8 * 3, 96 * 1024, 3 * 1024 * 1024), clamp_bytes(l2 / 16, 16 * 1024, 256 * 1024)};
-}
+// Tests set caches of other machines (set_cache_sizes_for_testing); a GEMM
+// reads the blocking once, at its start.
+std::atomic<bool> blocking_overridden{false};
+Blocking blocking_override{0, 0};
+std::mutex blocking_mutex;
+
 // Below this many multiply-adds a GEMM stays on the calling thread. Low,
 // because the pool costs little when a worker is late (the caller runs its
 // chunk): a 1 x 1024 x 1024 GEMV, bound by reading the weight, gains from
 // two cores streaming half of it each.
 constexpr size_t kParallelMacs = size_t(1) << 20;
-
-// One step of one row of A in the kernels' format: int16 pairs (exact
-// values) or bytes with signed A shifted by +128 (x + 128 is x ^ 0x80 on the bits).
-template <size_t kStep, typename T>
-inline void convert_step(const uint8_t* src, bool a_signed, T* dst) {
-  if constexpr (sizeof(T) == 2) {
-    for (size_t e = 0; e < kStep; ++e) dst[e] = a_signed ? T(int8_t(src[e])) : T(src[e]);
-  } else {
-    uint32_t quad;
-    std::memcpy(&quad, src, sizeof quad);
-    quad ^= a_signed ? 0x80808080u : 0u;
-    std::memcpy(dst, &quad, sizeof quad);
-  }
-}
-
-// Packs rows [0, rows) of A (row stride k) into tiles of `mr` rows (the last
-// may be shorter), each tile's rows interleaved step by step as the
-// micro-kernels read them (gemm_kernels.h), zero-padding K to kp. Padding
-// contributes nothing whatever its value: B is zero there.
-template <size_t kStep, typename T>
-void pack_a(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t kp, size_t mr, T* dst) {
-  const size_t full = k / kStep;
-  for (size_t t0 = 0; t0 < rows; t0 += mr) {
-    const size_t tr = rows - t0 < mr ? rows - t0 : mr;
-    const uint8_t* src = a + t0 * k;
-    T* out = dst + t0 * kp;
-    // Step-major, so the writes are sequential; the tile's rows are read side by side.
-    for (size_t q = 0; q < full; ++q)
-      for (size_t r = 0; r < tr; ++r, out += kStep) convert_step<kStep>(src + r * k + q * kStep, a_signed, out);
-    if (full * kStep < kp)
-      for (size_t r = 0; r < tr; ++r, out += kStep) {
-        uint8_t last[kStep] = {};
-        std::memcpy(last, src + r * k + full * kStep, k - full * kStep);
-        convert_step<kStep>(last, a_signed, out);
-        for (size_t e = k - full * kStep; e < kStep; ++e) out[e] = 0;
-      }
-  }
-}
 
 // The shared epilogue over a whole M x N matrix of int32 sums (the AMX
 // driver's output), 16 columns at a time as the tile writers see them.
@@ -129,9 +94,24 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
 
 Isa selected_isa() { return kTable.select(); }
 
-const Blocking& blocking() {
-  static const Blocking b = compute_blocking();
-  return b;
+Blocking blocking_for(const CacheSizes& caches) {
+  const long l2 = caches.l2 > 0 ? caches.l2 : 1L << 20;
+  return {clamp_bytes(l2 / 8 * 3, 96 * 1024, 3 * 1024 * 1024), clamp_bytes(l2 / 16, 16 * 1024, 256 * 1024)};
+}
+
+Blocking blocking() {
+  if (blocking_overridden.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> lock(blocking_mutex);
+    return blocking_override;
+  }
+  static const Blocking detected = blocking_for(cache_sizes());
+  return detected;
+}
+
+void set_cache_sizes_for_testing(const CacheSizes* caches) {
+  std::lock_guard<std::mutex> lock(blocking_mutex);
+  if (caches != nullptr) blocking_override = blocking_for(*caches);
+  blocking_overridden.store(caches != nullptr, std::memory_order_release);
 }
 
 Layout selected_layout() { return kernels_for(selected_isa()).layout; }
@@ -157,7 +137,7 @@ void matmul(const void* a_ptr, bool a_signed, size_t m, size_t k, const PackedWe
   }
   const GemmKernels& kern = kernels_for(selected_isa());
   const PackedPanels& b = w.panels(kern.layout);
-  const uint32_t shift = kern.layout == Layout::kQuads && a_signed ? 128u : 0u;
+  const uint32_t shift = a_signed ? kern.a->signed_shift : 0u;
   const auto* a = static_cast<const uint8_t*>(a_ptr);
   switch (epilogue.kind) {
     case Epilogue::kInt32:
@@ -175,8 +155,7 @@ template <Epilogue::Kind kKind>
 void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& ep,
                void* out, size_t out_stride, const GemmKernels& kern, const PackedPanels& b, uint32_t shift) {
   const size_t n = w.n();
-  const bool quads = kern.layout == Layout::kQuads;
-  const size_t a_elem = quads ? 1 : 2, step = layout_step(kern.layout);
+  const size_t a_elem = kern.a->element_bytes, step = layout_step(kern.layout);
   const size_t kp = b.k_padded, k_steps = kp / step;
   const size_t mr = static_cast<size_t>(kern.mr), np = static_cast<size_t>(kern.np);
   const uint32_t zero_point = static_cast<uint32_t>(ep.a_zero_point);
@@ -189,7 +168,7 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
   // the split, so results do not depend on it (exact int32 anyway).
   const bool parallel = m * n * (k ? k : 1) >= kParallelMacs;
   const size_t threads = parallel ? static_cast<size_t>(num_threads()) : 1;
-  const Blocking& blk = blocking();
+  const Blocking blk = blocking();
   size_t mc_max = blk.a_block_bytes / (kp * a_elem + 1) / mr * mr;
   if (mc_max < mr) mc_max = mr;
   size_t m_blocks = (m + mc_max - 1) / mc_max;
@@ -222,10 +201,7 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
       const size_t mb = t / col_parts, part = t % col_parts;
       const size_t m0 = block_row(mb), rows = block_row(mb + 1) - m0;
       if (packed_block != mb) {
-        if (quads)
-          pack_a<4>(a + m0 * k, a_signed, rows, k, kp, mr, a_block.data());
-        else
-          pack_a<2>(a + m0 * k, a_signed, rows, k, kp, mr, reinterpret_cast<int16_t*>(a_block.data()));
+        kern.a->pack(a + m0 * k, a_signed, rows, k, kp, mr, a_block.data());
         packed_block = mb;
       }
       const size_t g0 = groups * part / col_parts, g1 = groups * (part + 1) / col_parts;

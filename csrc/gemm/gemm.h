@@ -14,12 +14,17 @@ Isa selected_isa();
 // The B layout the selected path's micro-kernels read.
 Layout selected_layout();
 
-// Cache blocking chosen once from the detected L2 (gemm.cc says why).
+// Cache blocking from the L2 size (gemm.cc says why).
 struct Blocking {
   size_t a_block_bytes;  // packed A block kept in L2
   size_t b_run_bytes;    // run of B reused by every row tile of a block
 };
-const Blocking& blocking();
+// The blocking of these caches.
+Blocking blocking_for(const CacheSizes& caches);
+// The blocking in use: from the detected caches, or those a test set.
+Blocking blocking();
+// Test-only: GEMMs block as on a CPU with these caches (nullptr: the detected ones).
+void set_cache_sizes_for_testing(const CacheSizes* caches);
 
 // Test-only: route every GEMM through the AMX driver on the emulated tiles,
 // so the AMX path's integration (epilogues, threads) runs on any machine.

@@ -38,9 +38,27 @@ struct Tile {
   bool accumulate;     // c += A * B (else c = A * B)
 };
 
+// The A operand a micro-kernel reads, and the packer that writes it. Packers
+// are baseline code (pack_a.cc) shared by the kernels that read their format.
+struct AFormat {
+  size_t element_bytes;   // per packed element: 2 (int16) or 1 (byte)
+  uint32_t signed_shift;  // added to int8 A by the packer; the epilogue takes shift * colsum back
+  // Rows [0, rows) of A (row stride k bytes, int8 if a_signed else uint8) into
+  // tiles of `mr` rows (the last may be shorter), each tile's rows
+  // interleaved step by step as the tiles read them, K zero-padded to kp.
+  void (*pack)(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t kp, size_t mr, void* dst);
+};
+extern const AFormat kInt16Pairs;   // kPairs kernels: exact int16 values, pairs (k, k+1) adjacent
+extern const AFormat kShiftedQuads;  // kQuads kernels: uint8 quads, int8 A shifted by +128 (x ^ 0x80)
+
+// A micro-kernel's descriptor: the operand formats it reads (B's layout, which
+// PackedWeight packs and caches once per layout in use; A's format and its
+// packer), its largest tile, and the tile function. The driver (gemm.cc)
+// owns the threads, the cache blocking and the delayed epilogue.
 struct GemmKernels {
-  Layout layout;
-  int mr, np;  // the largest tile: mr rows x np panels
+  Layout layout;       // of B
+  const AFormat* a;    // of A
+  int mr, np;          // the largest tile: mr rows x np panels
   // Any 1 <= mr <= kernels.mr, 1 <= np <= kernels.np.
   void (*tile)(const Tile& t, int mr, int np);
 };

@@ -60,6 +60,6 @@ void tile(const Tile& t, int mr, int np) {
 
 }  // namespace
 
-const GemmKernels kernels = {Layout::kPairs, kMR, kNP, tile};
+const GemmKernels kernels = {Layout::kPairs, &kInt16Pairs, kMR, kNP, tile};
 
 }  // namespace qk::gemm::neon
