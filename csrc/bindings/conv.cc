@@ -60,6 +60,25 @@ size_t output_size(const conv::Shape& s) {
   return product(product(s.batch, s.out_h() * s.out_w(), "out"), s.out_channels, "out");
 }
 
+// The checks and the call shared by both convolutions: `check(shape)`
+// validates the weights, `run(x, shape, epilogue, out)` calls the kernel
+// without the GIL.
+template <class Check, class Run>
+void convolve(const py::array& x, const std::array<size_t, 16>& geometry, int32_t x_zero_point, int out_kind,
+              const py::object& scale, const py::object& bias, bool relu, float out_scale, float out_zero_point,
+              float qmin, float qmax, py::array& out, Check check, Run run) {
+  const conv::Shape s = shape_of(geometry);
+  check(s);
+  const size_t in_size = product(product(s.batch, s.height * s.width, "x"), s.channels, "x");
+  const uint8_t* xp = input_data<uint8_t>(x, "x", in_size);
+  std::vector<py::array> keep;
+  const Epilogue ep = epilogue_of(s.out_channels, x_zero_point, out_kind, scale, bias, relu, out_scale,
+                                  out_zero_point, qmin, qmax, keep);
+  void* op = output_of(out, ep, output_size(s));
+  py::gil_scoped_release release;
+  run(xp, s, ep, op);
+}
+
 }  // namespace
 
 void bind_conv(py::module_& m) {
@@ -67,26 +86,24 @@ void bind_conv(py::module_& m) {
 
   m.def(
       "int8_conv2d",
-      [](const py::array& x, const std::array<size_t, 16>& geometry, const std::vector<std::shared_ptr<PackedWeight>>& weights,
-         int32_t x_zero_point, int out_kind, const py::object& scale, const py::object& bias, bool relu,
-         float out_scale, float out_zero_point, float qmin, float qmax, py::array& out) {
-        const conv::Shape s = shape_of(geometry);
-        const size_t cg = s.channels / s.groups, og = s.out_channels / s.groups;
-        if (weights.size() != s.groups) throw py::value_error("weights: one packed weight per group expected");
+      [](const py::array& x, const std::array<size_t, 16>& geometry,
+         const std::vector<std::shared_ptr<PackedWeight>>& weights, int32_t x_zero_point, int out_kind,
+         const py::object& scale, const py::object& bias, bool relu, float out_scale, float out_zero_point,
+         float qmin, float qmax, py::array& out) {
         std::vector<const PackedWeight*> w;
-        for (const auto& p : weights) {
-          if (p->k() != s.kernel_h * s.kernel_w * cg || p->n() != og)
-            throw py::value_error("weights: a packed weight does not match the kernel and channels");
-          w.push_back(p.get());
-        }
-        const size_t in_size = product(product(s.batch, s.height * s.width, "x"), s.channels, "x");
-        const uint8_t* xp = input_data<uint8_t>(x, "x", in_size);
-        std::vector<py::array> keep;
-        const Epilogue ep = epilogue_of(s.out_channels, x_zero_point, out_kind, scale, bias, relu, out_scale,
-                                        out_zero_point, qmin, qmax, keep);
-        void* op = output_of(out, ep, output_size(s));
-        py::gil_scoped_release release;
-        conv::conv2d(xp, s, w.data(), ep, op);
+        auto check = [&](const conv::Shape& s) {
+          const size_t cg = s.channels / s.groups, og = s.out_channels / s.groups;
+          if (weights.size() != s.groups) throw py::value_error("weights: one packed weight per group expected");
+          for (const auto& p : weights) {
+            if (p->k() != s.kernel_h * s.kernel_w * cg || p->n() != og)
+              throw py::value_error("weights: a packed weight does not match the kernel and channels");
+            w.push_back(p.get());
+          }
+        };
+        convolve(x, geometry, x_zero_point, out_kind, scale, bias, relu, out_scale, out_zero_point, qmin, qmax, out,
+                 check, [&](const uint8_t* xp, const conv::Shape& s, const Epilogue& ep, void* op) {
+                   conv::conv2d(xp, s, w.data(), ep, op);
+                 });
       },
       py::arg("x"), py::arg("geometry"), py::arg("weights"), py::arg("x_zero_point"), py::arg("out_kind"),
       py::arg("scale"), py::arg("bias"), py::arg("relu"), py::arg("out_scale"), py::arg("out_zero_point"),
@@ -97,18 +114,16 @@ void bind_conv(py::module_& m) {
       [](const py::array& x, const std::array<size_t, 16>& geometry, const py::array& taps, int32_t x_zero_point,
          int out_kind, const py::object& scale, const py::object& bias, bool relu, float out_scale,
          float out_zero_point, float qmin, float qmax, py::array& out) {
-        const conv::Shape s = shape_of(geometry);
-        if (s.groups != s.channels || s.out_channels != s.channels)
-          throw py::value_error("conv: depthwise needs groups == channels == out_channels");
-        const int16_t* tp = input_data<int16_t>(taps, "taps", product(s.kernel_h * s.kernel_w, s.channels, "taps"));
-        const size_t in_size = product(product(s.batch, s.height * s.width, "x"), s.channels, "x");
-        const uint8_t* xp = input_data<uint8_t>(x, "x", in_size);
-        std::vector<py::array> keep;
-        const Epilogue ep = epilogue_of(s.out_channels, x_zero_point, out_kind, scale, bias, relu, out_scale,
-                                        out_zero_point, qmin, qmax, keep);
-        void* op = output_of(out, ep, output_size(s));
-        py::gil_scoped_release release;
-        conv::depthwise_conv2d(xp, s, tp, ep, op);
+        const int16_t* tp = nullptr;
+        auto check = [&](const conv::Shape& s) {
+          if (s.groups != s.channels || s.out_channels != s.channels)
+            throw py::value_error("conv: depthwise needs groups == channels == out_channels");
+          tp = input_data<int16_t>(taps, "taps", product(s.kernel_h * s.kernel_w, s.channels, "taps"));
+        };
+        convolve(x, geometry, x_zero_point, out_kind, scale, bias, relu, out_scale, out_zero_point, qmin, qmax, out,
+                 check, [&](const uint8_t* xp, const conv::Shape& s, const Epilogue& ep, void* op) {
+                   conv::depthwise_conv2d(xp, s, tp, ep, op);
+                 });
       },
       py::arg("x"), py::arg("geometry"), py::arg("taps"), py::arg("x_zero_point"), py::arg("out_kind"),
       py::arg("scale"), py::arg("bias"), py::arg("relu"), py::arg("out_scale"), py::arg("out_zero_point"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _qk
-from ._gemm_ops import _OUT_RANGES, _bias, _linear_scale, _scalar_scale
+from ._gemm_ops import _bias, _linear_scale, _scalar_scale, out_format
 from ._validate import finish, make_out, require_array, require_int, work_buffer
 
 
@@ -132,22 +132,8 @@ def int8_conv2d(x_q, w, *, x_zero_point, x_scale=None, w_scale=None, bias=None, 
     else:
         scale = _linear_scale(_scalar_scale(x_scale, "x_scale"), w_scale, o)
         bias = _bias(bias, o)
-        try:
-            odt = np.dtype(out_dtype)
-        except TypeError:
-            odt = None
-        if odt == np.float32:
-            if out_scale is not None or out_zero_point is not None:
-                raise ValueError("out_scale: only used with an int8/uint8 out_dtype")
-            kind, os_, ozp, qmin, qmax = 1, 1.0, 0.0, 0, 0
-        elif odt in _OUT_RANGES:
-            if out_scale is None or out_zero_point is None:
-                raise ValueError("out_scale: an int8/uint8 out_dtype needs out_scale and out_zero_point")
-            qmin, qmax = _OUT_RANGES[odt]
-            kind, os_ = 2, float(_scalar_scale(out_scale, "out_scale"))
-            ozp = float(require_int(out_zero_point, "out_zero_point", qmin, qmax))
-        else:
-            raise TypeError(f"out_dtype: expected numpy.float32, numpy.int8 or numpy.uint8, got {out_dtype!r}")
+        odt, requant, os_, ozp, qmin, qmax = out_format(out_dtype, out_scale, out_zero_point)
+        kind = 2 if requant else 1
     out = make_out(out, "out", (n, oh, ow, o), odt)
     work = work_buffer(out, x_q, bias, scale)
     geometry = (n, h, wd, c, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, w.groups, o)

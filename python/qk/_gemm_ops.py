@@ -153,12 +153,9 @@ def _bias(bias, n: int):
     return bias
 
 
-def _linear(x2, lead, k, wp, x_zp, scale, bias, relu, out_dtype, out_scale, out_zero_point, out):
-    """The checks and the call shared by quantized_linear and dynamic_linear;
-    x2 (rows, K) is validated, `scale` is x_scale * w_scale as float32."""
-    bias = _bias(bias, wp.n)
-    if not isinstance(relu, (bool, np.bool_)):
-        raise TypeError(f"relu: expected a bool, got {type(relu).__name__}")
+def out_format(out_dtype, out_scale, out_zero_point):
+    """(dtype, requantized, out_scale, out_zero_point, qmin, qmax) of a float32
+    result, or of one requantized to int8/uint8 (shared with int8_conv2d)."""
     try:
         odt = np.dtype(out_dtype)
     except TypeError:
@@ -166,15 +163,24 @@ def _linear(x2, lead, k, wp, x_zp, scale, bias, relu, out_dtype, out_scale, out_
     if odt == np.float32:
         if out_scale is not None or out_zero_point is not None:
             raise ValueError("out_scale: only used with an int8/uint8 out_dtype")
-        kind, os_, ozp, qmin, qmax = 0, 1.0, 0.0, 0.0, 0.0
-    elif odt in _OUT_RANGES:
+        return odt, False, 1.0, 0.0, 0.0, 0.0
+    if odt in _OUT_RANGES:
         if out_scale is None or out_zero_point is None:
             raise ValueError("out_scale: an int8/uint8 out_dtype needs out_scale and out_zero_point")
         qmin, qmax = _OUT_RANGES[odt]
-        kind, os_ = 1, float(_scalar_scale(out_scale, "out_scale"))
         ozp = float(require_int(out_zero_point, "out_zero_point", qmin, qmax))
-    else:
-        raise TypeError(f"out_dtype: expected numpy.float32, numpy.int8 or numpy.uint8, got {out_dtype!r}")
+        return odt, True, float(_scalar_scale(out_scale, "out_scale")), ozp, float(qmin), float(qmax)
+    raise TypeError(f"out_dtype: expected numpy.float32, numpy.int8 or numpy.uint8, got {out_dtype!r}")
+
+
+def _linear(x2, lead, k, wp, x_zp, scale, bias, relu, out_dtype, out_scale, out_zero_point, out):
+    """The checks and the call shared by quantized_linear and dynamic_linear;
+    x2 (rows, K) is validated, `scale` is x_scale * w_scale as float32."""
+    bias = _bias(bias, wp.n)
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"relu: expected a bool, got {type(relu).__name__}")
+    odt, requant, os_, ozp, qmin, qmax = out_format(out_dtype, out_scale, out_zero_point)
+    kind = int(requant)
     out = make_out(out, "out", lead + (wp.n,), odt)
     work = work_buffer(out, x2, bias, scale)
     if k > EXACT_K:
