@@ -38,7 +38,9 @@ def test_traced_cnn_quantizes_like_the_sequential_path(digits_cnn):
     prepared = qk.ptq.prepare(gm)
     assert len(prepared.observers) == 3  # the inputs of the two convs and the Gemm
     graph_q = qk.ptq.convert(qk.ptq.calibrate(prepared, calib, progress=False))
-    assert graph_q.graph.op_histogram() == {"QuantizedConv": 2, "MaxPool": 2, "Flatten": 1, "QuantizedLinear": 1}
+    # the first pool runs inside the integer chain conv -> pool -> conv, on uint8
+    assert graph_q.graph.op_histogram() == {"QuantizedConv": 2, "QuantizedMaxPool": 1, "MaxPool": 1, "Flatten": 1,
+                                            "QuantizedLinear": 1}
     a, b = seq(nn.Tensor(xt)).data, graph_q.run({"input": xt})["output"]
     np.testing.assert_allclose(b, a, atol=1e-4 * np.abs(a).max())
     assert (a.argmax(1) == b.argmax(1)).mean() == 1.0
@@ -124,6 +126,24 @@ def test_integer_chains_give_the_unchained_results_bit_for_bit(build, isa, tmp_p
     assert np.abs(theirs - qm.run({"x": x})["out"]).max() <= 0.02 * np.abs(theirs).max()
     rows = qk.ptq.compare_layers(qk.onnx.load(tmp_path / "m.onnx"), qm, calib[:1])
     assert all(np.isfinite(r["sqnr_db"]) for r in rows)
+
+
+def test_integer_chains_run_max_pool_on_uint8(digits_cnn, tmp_path):
+    """conv -> relu -> MaxPool -> conv: the pool runs on the chain's uint8 NHWC values, exactly."""
+    from qk.quantization.graph import without_chains
+
+    _, gm, data = digits_cnn
+    qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(gm), data.train[0][:128], progress=False))
+    ops = [n.op_type for n in qm.graph.nodes]
+    assert "QuantizedMaxPool" in ops
+    x = {qm.input_names[0]: data.test[0][:33]}
+    want = without_chains(qm).run(x)
+    assert "QuantizedMaxPool" not in without_chains(qm).graph.op_histogram()
+    for name, got in qm.run(x).items():
+        np.testing.assert_array_equal(got, want[name])
+    qk.ptq.save(qm, tmp_path / "cnn.npz")
+    for name, got in qk.ptq.load(tmp_path / "cnn.npz").run(x).items():
+        np.testing.assert_array_equal(got, want[name])
 
 
 def _mask_model():

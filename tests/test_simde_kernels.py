@@ -35,6 +35,7 @@ def test_avx512_and_vnni_kernels_match_scalar_under_simde(tmp_path):
     exe = tmp_path / "check"
     subprocess.run([cxx, "-std=c++17", "-O2", "-mavx2", "-mf16c", "-mfma", "-Wno-psabi", f"-I{ROOT / 'csrc'}",
                     f"-I{HERE}", *sources, str(ROOT / "csrc/quant/quant_scalar.cc"),
+                    str(ROOT / "csrc/gemm/pack_a.cc"),  # the kernels' A formats
                     str(HERE / "check_quant_gemm_simde.cc"), "-o", str(exe)], check=True)
     result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "ok" in result.stdout, result.stdout + result.stderr

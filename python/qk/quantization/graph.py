@@ -393,7 +393,9 @@ def chain_integer_convs(g: Graph) -> Graph:
     "in_nhwc"), instead of float NCHW that each reader quantizes and
     transposes again. A Relu or Clip in between (ReLU6) becomes the
     requantization's clamp: quantizing is monotone, so q(clip(y, lo, hi)) =
-    clip(q(y), q(lo), q(hi)). The same numbers either way, bit for bit."""
+    clip(q(y), q(lo), q(hi)); a MaxPool after them runs on the uint8 values
+    (QuantizedMaxPool), as q(max(y)) = max(q(y)). The same numbers either
+    way, bit for bit."""
     from .. import _quant_ops
     from ..graph.simplify import scalar
 
@@ -436,10 +438,14 @@ def chain_integer_convs(g: Graph) -> Graph:
         if bounds is None:
             clip, bounds = None, (None, None)
         value = clip.outputs[0] if clip is not None else node.outputs[0]
-        readers = g.consumers(value)
-        if value in g.outputs or not readers:
+        pool = g.only_consumer(value)
+        if not _uint8_max_pool_ok(pool) or value in g.outputs:
+            pool = None
+        read = pool.outputs[0] if pool is not None else value  # what the readers read
+        readers = g.consumers(read)
+        if read in g.outputs or not readers:
             continue
-        if not all(native_ok(r) and r.inputs[0] == value and value not in r.inputs[1:] for r in readers):
+        if not all(native_ok(r) and r.inputs[0] == read and read not in r.inputs[1:] for r in readers):
             continue
         qparams = {input_qparams(r) for r in readers}
         if len(qparams) != 1:
@@ -452,9 +458,37 @@ def chain_integer_convs(g: Graph) -> Graph:
             attrs["absorbed_clip"] = (node.outputs[0], bounds[0], bounds[1])
         g.replace([node] + ([clip] if clip is not None else []),
                   [Node(node.op_type, list(node.inputs), [value], attrs, node.name)])
+        if pool is not None:  # max commutes with the (monotone) quantization too
+            g.replace([pool], [Node("QuantizedMaxPool", list(pool.inputs), list(pool.outputs), dict(pool.attrs),
+                                    pool.name)])
         for r in readers:
             r.attrs["in_nhwc"] = True
     return g
+
+
+def _uint8_max_pool_ok(node) -> bool:
+    """A 2-D MaxPool (one output, no dilation tricks needed) the chain can run on uint8 NHWC."""
+    return (node is not None and node.op_type == "MaxPool" and len(node.outputs) == 1
+            and len(node.attrs.get("kernel_shape", ())) == 2 and not node.attrs.get("storage_order", 0))
+
+
+def _run_max_pool_nhwc(attrs, x):
+    """MaxPool over uint8 NHWC values of an integer chain. Padding is 0, the
+    smallest uint8: every window holds a real value, which is >= 0."""
+    from ..graph.ops_nn import _pool_geometry
+
+    xd = graph_ops.data_of(x)
+    n, h, w, c = xd.shape
+    (kh, kw), strides, dil, pads, extra, (oh, ow) = _pool_geometry(attrs, (n, c, h, w))
+    widths = ((0, 0), (pads[0], pads[2] + extra[0]), (pads[1], pads[3] + extra[1]), (0, 0))
+    xp = np.pad(xd, widths) if any(np.ravel(widths)) else xd
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            view = xp[:, i * dil[0]: i * dil[0] + strides[0] * (oh - 1) + 1: strides[0],
+                      j * dil[1]: j * dil[1] + strides[1] * (ow - 1) + 1: strides[1], :]
+            out = view.copy() if out is None else np.maximum(out, view, out=out)
+    return np.ascontiguousarray(out)
 
 
 def without_chains(model: GraphModule) -> GraphModule:
@@ -462,6 +496,9 @@ def without_chains(model: GraphModule) -> GraphModule:
     (for export and per-node comparison, which read the values)."""
     g = model.graph.copy()
     for node in list(g.nodes):
+        if node.op_type == "QuantizedMaxPool":
+            g.replace([node], [Node("MaxPool", list(node.inputs), list(node.outputs), dict(node.attrs), node.name)])
+            continue
         for key in ("out_nhwc", "in_nhwc", "_native"):
             node.attrs.pop(key, None)
         absorbed = node.attrs.pop("absorbed_clip", None)
@@ -585,6 +622,7 @@ graph_ops.register("QuantizedMatMul")(_run_activation_matmul)
 graph_ops.register("QuantizedLinear")(_run_linear)
 graph_ops.register("QuantizedConv")(_run_conv)
 graph_ops.register("QuantizedGather")(_run_gather)
+graph_ops.register("QuantizedMaxPool")(_run_max_pool_nhwc)
 
 
 def _table_node(g: Graph, node: Node) -> Node:
