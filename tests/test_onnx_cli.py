@@ -49,6 +49,14 @@ def test_run_with_inputs_and_random(tmp_path, capsys):
     assert "max |qk - onnxruntime|" in capsys.readouterr().out
 
 
+def test_run_profile_lists_every_op(tmp_path, capsys):
+    assert main(["run", str(_cnn(tmp_path / "m.onnx")), "--random", "--repeat", "2", "--profile"]) == 0
+    out = capsys.readouterr().out
+    assert "| op | nodes | ms | share |" in out
+    for op in ("Conv", "Relu", "GlobalAveragePool", "Flatten", "Gemm"):
+        assert f"| {op} | 1 |" in out
+
+
 def test_run_and_quantize_refuse_bad_options(tmp_path, capsys):
     path = _cnn(tmp_path / "m.onnx")
     for argv, message in [(["run", str(path)], "missing input 'x'"),

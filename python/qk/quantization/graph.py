@@ -107,13 +107,20 @@ def compare_nodes(fp: GraphModule, qm: GraphModule, batches) -> list:
     return rows
 
 
+def _conv_cores(attrs) -> list:
+    """The cores of a QuantizedConv: one per group, or the depthwise layer's one."""
+    depthwise = attrs.get("depthwise")
+    return [depthwise.core] if depthwise is not None else list(attrs["cores"])
+
+
 def graph_size(model: GraphModule) -> int:
     """Bytes of a graph's weights: its constants, plus what its quantized nodes store."""
     total = sum(np.asarray(v).nbytes for v in model.graph.constants.values())
     for n in model.graph.nodes:
-        cores = [n.attrs["core"]] if "core" in n.attrs else list(n.attrs.get("cores", []))
-        if n.attrs.get("depthwise") is not None:
-            cores.append(n.attrs["depthwise"].core)
+        if "core" in n.attrs:
+            cores = [n.attrs["core"]]
+        else:
+            cores = _conv_cores(n.attrs) if n.op_type == "QuantizedConv" else []
         for core in cores:
             total += sum(v.nbytes for v in core.arrays().values() if v is not None)
         for key in ("table_q", "scale"):
@@ -168,8 +175,8 @@ class PreparedGraph(GraphModule):
         object.__setattr__(self, "stats", {})  # node name -> InputStats (GPTQ, bias correction)
         object.__setattr__(self, "batches", 0)
 
-    def execute(self, feeds: dict) -> dict:
-        env = super().execute(feeds)
+    def execute(self, feeds: dict, run=None) -> dict:
+        env = super().execute(feeds, run)
         for key, obs in self.observers.items():
             name = key[0] if isinstance(key, tuple) else key
             x = graph_ops.data_of(env[name])
@@ -380,7 +387,7 @@ class NativeConv:
 
 
 def _out_qparams(attrs):
-    """(scale, zero point) a chained conv requantizes its output to, or None."""
+    """(scale, zero point, qmin, qmax) a chained conv requantizes and clamps its output to, or None."""
     q = attrs.get("out_nhwc")
     return None if q is None else (float(q[0]), int(q[1]), int(q[2]), int(q[3]))
 
@@ -400,14 +407,10 @@ def chain_integer_convs(g: Graph) -> Graph:
     from ..graph.simplify import scalar
 
     def native_ok(node):
-        if node is None or node.op_type != "QuantizedConv":
-            return False
-        depthwise = node.attrs.get("depthwise")
-        return NativeConv.supports([depthwise.core] if depthwise is not None else list(node.attrs["cores"]))
+        return node is not None and node.op_type == "QuantizedConv" and NativeConv.supports(_conv_cores(node.attrs))
 
     def input_qparams(node):
-        depthwise = node.attrs.get("depthwise")
-        core = depthwise.core if depthwise is not None else node.attrs["cores"][0]
+        core = _conv_cores(node.attrs)[0]
         return float(core.x_scale), int(core.x_zero_point)
 
     def clamp_of(node):
@@ -482,13 +485,14 @@ def _run_max_pool_nhwc(attrs, x):
     (kh, kw), strides, dil, pads, extra, (oh, ow) = _pool_geometry(attrs, (n, c, h, w))
     widths = ((0, 0), (pads[0], pads[2] + extra[0]), (pads[1], pads[3] + extra[1]), (0, 0))
     xp = np.pad(xd, widths) if any(np.ravel(widths)) else xd
-    out = None
-    for i in range(kh):
-        for j in range(kw):
-            view = xp[:, i * dil[0]: i * dil[0] + strides[0] * (oh - 1) + 1: strides[0],
-                      j * dil[1]: j * dil[1] + strides[1] * (ow - 1) + 1: strides[1], :]
-            out = view.copy() if out is None else np.maximum(out, view, out=out)
-    return np.ascontiguousarray(out)
+    # The float pools' taps, on (N, C, H, W) views of the NHWC arrays.
+    out = np.empty((n, oh, ow, c), xd.dtype)
+    out_nchw = out.transpose(0, 3, 1, 2)
+    taps = [v for _, _, v in _taps(xp.transpose(0, 3, 1, 2), kh, kw, strides, dil, oh, ow)]
+    np.copyto(out_nchw, taps[0])
+    for view in taps[1:]:
+        np.maximum(out_nchw, view, out=out_nchw)
+    return out
 
 
 def without_chains(model: GraphModule) -> GraphModule:
@@ -517,8 +521,7 @@ def without_chains(model: GraphModule) -> GraphModule:
 def _native_conv(attrs):
     """The layer's NativeConv (cached in the node's run-time attribute "_native"), or None."""
     if "_native" not in attrs:
-        depthwise = attrs.get("depthwise")
-        cores = [depthwise.core] if depthwise is not None else list(attrs["cores"])
+        cores = _conv_cores(attrs)
         attrs["_native"] = (NativeConv(cores, attrs["kernel"], attrs.get("group", 1)) if NativeConv.supports(cores)
                             else None)
     return attrs["_native"]
