@@ -21,8 +21,8 @@ constexpr KernelTable<DepthwiseKernels> kDepthwise = {
 // enough rows for the GEMM to split over the threads.
 constexpr size_t kBlockBytes = size_t(1) << 20;
 
-// Input row y of the padded image for output row oy and kernel row i, or
-// nullptr where it falls in the padding.
+// The input row that kernel row i of output row oy reads, in the image seen
+// with its padding (not stored), or nullptr where that row is padding.
 const uint8_t* input_row(const uint8_t* image, const Shape& s, size_t oy, size_t i) {
   const size_t pos = oy * s.stride_h + i * s.dilation_h;
   if (pos < s.pad_top || pos - s.pad_top >= s.height) return nullptr;
@@ -112,14 +112,14 @@ void conv2d(const uint8_t* x, const Shape& s, const gemm::PackedWeight* const* w
   if (m == 0 || og == 0) return;
   auto* out_bytes = static_cast<char*>(out);
   const size_t esize = element_bytes(ep);
+  const bool has_padding = s.pad_top + s.pad_left + s.pad_bottom + s.pad_right > 0;
   const bool direct = s.groups == 1 && s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 &&
-                      s.pad_top + s.pad_left + s.pad_bottom + s.pad_right == 0;
+                      !has_padding;
   if (direct) return gemm::matmul(x, false, m, k, *weights[0], ep, out);
-  const uint8_t zp = static_cast<uint8_t>(ep.a_zero_point);
   Shape sp = s;
   std::vector<uint8_t> padded;
-  if (s.pad_top + s.pad_left + s.pad_bottom + s.pad_right > 0) {
-    padded = pad_image(x, s, zp, &sp);
+  if (has_padding) {
+    padded = pad_image(x, s, static_cast<uint8_t>(ep.a_zero_point), &sp);
     x = padded.data();
   }
   size_t block = k ? kBlockBytes / k : m;
@@ -141,11 +141,7 @@ void conv2d(const uint8_t* x, const Shape& s, const gemm::PackedWeight* const* w
 void depthwise_conv2d(const uint8_t* x, const Shape& s, const int16_t* taps, const gemm::Epilogue& ep, void* out) {
   if (s.batch * s.out_h() * s.out_w() * s.channels == 0) return;
   const DepthwiseKernels& k = kDepthwise.at(depthwise_isa());
-  switch (ep.kind) {
-    case gemm::Epilogue::kInt32: return depthwise_rows<gemm::Epilogue::kInt32>(x, s, taps, ep, out, k);
-    case gemm::Epilogue::kFloat: return depthwise_rows<gemm::Epilogue::kFloat>(x, s, taps, ep, out, k);
-    case gemm::Epilogue::kRequant: return depthwise_rows<gemm::Epilogue::kRequant>(x, s, taps, ep, out, k);
-  }
+  gemm::with_kind(ep.kind, [&](auto kind) { depthwise_rows<decltype(kind)::value>(x, s, taps, ep, out, k); });
 }
 
 }  // namespace qk::conv

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "gemm/gemm.h"
 
@@ -136,5 +137,16 @@ struct TileWriter {
     }
   }
 };
+
+// Calls f(std::integral_constant<Epilogue::Kind, K>{}) for the epilogue's
+// kind, so each kind's loops are their own instantiation.
+template <class F>
+inline void with_kind(Epilogue::Kind kind, F&& f) {
+  switch (kind) {
+    case Epilogue::kInt32: return f(std::integral_constant<Epilogue::Kind, Epilogue::kInt32>{});
+    case Epilogue::kFloat: return f(std::integral_constant<Epilogue::Kind, Epilogue::kFloat>{});
+    case Epilogue::kRequant: return f(std::integral_constant<Epilogue::Kind, Epilogue::kRequant>{});
+  }
+}
 
 }  // namespace qk::gemm

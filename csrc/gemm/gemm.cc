@@ -129,24 +129,17 @@ void matmul(const void* a_ptr, bool a_signed, size_t m, size_t k, const PackedWe
       return amx_matmul_int32(emulated, a8, a_signed, m, k, w, static_cast<int32_t*>(out));
     std::vector<int32_t> acc(m * w.n());
     amx_matmul_int32(emulated, a8, a_signed, m, k, w, acc.data());
-    switch (epilogue.kind) {
-      case Epilogue::kInt32: return finish_sums<Epilogue::kInt32>(acc.data(), m, w, epilogue, out, out_stride);
-      case Epilogue::kFloat: return finish_sums<Epilogue::kFloat>(acc.data(), m, w, epilogue, out, out_stride);
-      case Epilogue::kRequant: return finish_sums<Epilogue::kRequant>(acc.data(), m, w, epilogue, out, out_stride);
-    }
+    return with_kind(epilogue.kind, [&](auto kind) {
+      finish_sums<decltype(kind)::value>(acc.data(), m, w, epilogue, out, out_stride);
+    });
   }
   const GemmKernels& kern = kernels_for(selected_isa());
   const PackedPanels& b = w.panels(kern.layout);
   const uint32_t shift = a_signed ? kern.a->signed_shift : 0u;
   const auto* a = static_cast<const uint8_t*>(a_ptr);
-  switch (epilogue.kind) {
-    case Epilogue::kInt32:
-      return run_tiles<Epilogue::kInt32>(a, a_signed, m, k, w, epilogue, out, out_stride, kern, b, shift);
-    case Epilogue::kFloat:
-      return run_tiles<Epilogue::kFloat>(a, a_signed, m, k, w, epilogue, out, out_stride, kern, b, shift);
-    case Epilogue::kRequant:
-      return run_tiles<Epilogue::kRequant>(a, a_signed, m, k, w, epilogue, out, out_stride, kern, b, shift);
-  }
+  with_kind(epilogue.kind, [&](auto kind) {
+    run_tiles<decltype(kind)::value>(a, a_signed, m, k, w, epilogue, out, out_stride, kern, b, shift);
+  });
 }
 
 namespace {
