@@ -13,6 +13,9 @@ import pytest
 
 import qk
 
+# The amx parameter of the isa fixture runs the emulated AMX tiles on CPUs without AMX (conftest.py).
+AMX_BY_EMULATION = True
+
 
 def im2col_reference(x, w, zp, groups, strides, dilations, pads):
     """int32 sums of (x - zp) * w, from im2col in NumPy and an int64 matmul."""

@@ -9,6 +9,9 @@ from hypothesis import strategies as st
 
 import qk
 
+# The amx parameter of the isa fixture runs the emulated AMX tiles on CPUs without AMX (conftest.py).
+AMX_BY_EMULATION = True
+
 DIMS = [1, 2, 3, 7, 15, 16, 17, 31, 33, 63, 64, 65, 127, 129, 255, 257, 1000]
 
 

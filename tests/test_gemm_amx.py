@@ -1,6 +1,8 @@
-"""The AMX-INT8 kernel (csrc/gemm/amx_kernel.inc), proven on every machine by
-compiling it against a scalar emulation of the AMX intrinsics, and run on the
-real tiles where this machine has them (`pytest -k amx`)."""
+"""The AMX-INT8 micro-kernel (csrc/gemm/amx_kernel.inc) on the generic GEMM
+driver, proven on every machine by compiling it against a scalar emulation of
+the AMX intrinsics, and run on the real tiles where this machine has them
+(`pytest -k amx`). The GEMM, epilogue and convolution grids also run on the
+emulated tiles (their isa fixture's amx parameter, conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import pytest
 import qk
 from qk import _qk
 
-SHAPES = [(1, 1, 1), (1, 64, 16), (16, 64, 16), (31, 63, 15), (32, 64, 32), (33, 65, 33), (40, 70, 35),
-          (70, 300, 50), (5, 0, 7), (2, 1000, 3)]
+# Around the 16- and 32-row tiles, the 16-column panels and the 64-element k-step.
+SHAPES = [(1, 1, 1), (1, 64, 16), (16, 64, 16), (17, 64, 17), (31, 63, 15), (32, 64, 32), (33, 65, 33),
+          (40, 70, 35), (70, 300, 50), (5, 0, 7), (2, 1000, 3), (64, 128, 64), (65, 129, 47)]
 
 
 def _operands(m, k, n, signed, seed=0, extreme=False):
@@ -69,9 +72,9 @@ def test_amx_real_matches_emulated_bit_for_bit(shape, signed, threads):
 
 
 @pytest.mark.parametrize("shape", [(1, 64, 16), (33, 65, 33), (70, 300, 50)], ids=lambda s: "x".join(map(str, s)))
-def test_amx_driver_with_the_shared_epilogues(shape, threads):
+def test_amx_tiles_with_the_shared_epilogues(shape, threads):
     """int8_matmul, quantized_linear (float, ReLU, requantized) and dynamic_linear
-    through the AMX driver give the bits the other paths give."""
+    on the AMX tiles give the bits the other paths give."""
     m, k, n = shape
     rng = np.random.default_rng(3)
     a = rng.integers(0, 256, (m, k)).astype(np.uint8)

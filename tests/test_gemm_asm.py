@@ -94,10 +94,12 @@ def test_avx2_tile_widens_b_from_memory():
 def test_amx_tile_configuration_is_thread_local_and_released():
     """The compiler-sensitive points of the AMX kernel: ldtilecfg reads the static
     thread-local configuration (not a stack copy that could be optimised away),
-    the tiles are released, and both products use immediate tile numbers."""
+    the tiles are released, and the four tile shapes (16 or 32 rows x 1 or 2
+    panels) use immediate tile numbers: 1 + 2 + 2 + 4 tdpbusd. Signed A is
+    shifted to unsigned by the packer, so tdpbssd is never needed."""
     asm = _assembly("amx")
     cfg = [line.strip() for line in asm.splitlines() if line.strip().startswith("ldtilecfg")]
     assert cfg and all("%fs:" in line and "tile_config" in line for line in cfg), cfg
     assert "tilerelease" in asm
-    for op in ("tdpbusd", "tdpbssd"):
-        assert len(re.findall(rf"^\s*{op}\s+%tmm[67], %tmm[45], %tmm[0-3]$", asm, re.M)) == 4, op
+    assert len(re.findall(r"^\s*tdpbusd\s+%tmm[67], %tmm[45], %tmm[0-3]$", asm, re.M)) == 9
+    assert "tdpbssd" not in asm

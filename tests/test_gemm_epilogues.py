@@ -5,6 +5,9 @@ import pytest
 
 import qk
 
+# The amx parameter of the isa fixture runs the emulated AMX tiles on CPUs without AMX (conftest.py).
+AMX_BY_EMULATION = True
+
 
 def make(m, k, n, x_dtype=np.uint8, seed=0):
     rng = np.random.default_rng(seed)

@@ -1,4 +1,3 @@
-#include "gemm/amx.h"
 #include "gemm/gemm.h"
 #include "bindings/bindings.h"
 
@@ -67,23 +66,28 @@ void bind_gemm(py::module_& m) {
         return s;
       });
 
-  // The AMX kernel, int32 out: on the scalar emulation of its intrinsics (every
-  // machine: what the tests prove the kernel with), and on the real tiles where
-  // the amx path is available, checked against the emulation on first use.
+  // The AMX micro-kernel on the generic driver, int32 out: on the scalar
+  // emulation of its intrinsics (every machine: what the tests prove the
+  // kernel with), and on the real tiles where the amx path is available,
+  // checked against the emulation on first use.
   m.def(
       "amx_int8_matmul",
       [](const py::array& a, bool a_signed, size_t m_rows, size_t k, const PackedWeight& w, py::array& out,
          bool emulated) {
+        const gemm::GemmKernels* kernels = &gemm::amx_emulated::kernels;
         if (!emulated) {
           if (!gemm::amx_tiles_available()) throw py::value_error("amx: this machine cannot run AMX tiles");
           static const bool self_test_ok = gemm::amx_self_test();
           if (!self_test_ok) throw std::runtime_error("amx: the tiles disagree with the emulation; path disabled");
+#if defined(__x86_64__)
+          kernels = &gemm::amx::kernels;
+#endif
         }
         if (w.k() != k) throw py::value_error("b: K of the packed weight does not match a");
         const auto* ap = input_data<uint8_t>(a, "a", product(m_rows, k, "a"));
         auto* op = output_data<int32_t>(out, "out", product(m_rows, w.n(), "out"));
         py::gil_scoped_release release;
-        gemm::amx_matmul_int32(emulated, ap, a_signed, m_rows, k, w, op);
+        gemm::matmul_on(*kernels, ap, a_signed, m_rows, k, w, Epilogue{}, op);
       },
       py::arg("a"), py::arg("a_signed"), py::arg("m"), py::arg("k"), py::arg("w"), py::arg("out"),
       py::arg("emulated"));

@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "cpu/kernel_table.h"
-#include "gemm/amx.h"
 #include "gemm/epilogue.h"
 
 #include "parallel/parallel.h"
@@ -15,17 +14,13 @@
 namespace qk::gemm {
 namespace {
 
-// The amx entry is the tile kernel that serves when the AMX driver (amx.cc)
-// cannot run; the driver itself is routed in matmul().
 constexpr KernelTable<GemmKernels> kTable = {
     {Isa::scalar, &scalar::kernels},
     QK_ON_x86_64({Isa::avx2, &avx2::kernels}, {Isa::avx_vnni, &avx_vnni::kernels},
-                 {Isa::avx512_vnni, &avx512_vnni::kernels}, {Isa::amx, &avx512_vnni::kernels}, )
+                 {Isa::avx512_vnni, &avx512_vnni::kernels}, {Isa::amx, &amx::kernels}, )
     QK_ON_aarch64({Isa::neon, &neon::kernels}, {Isa::neon_dotprod, &neon_dotprod::kernels},
                   {Isa::i8mm, &i8mm::kernels}, )
 };
-
-const GemmKernels& kernels_for(Isa isa) { return kTable.at(isa); }
 
 // Cache blocking, from the L2 size the CPU reports. The packed A block (rows
 // x padded K) stays in L2 and is reused for every column group; a run of B
@@ -53,37 +48,25 @@ std::mutex blocking_mutex;
 // two cores streaming half of it each.
 constexpr size_t kParallelMacs = size_t(1) << 20;
 
-// The shared epilogue over a whole M x N matrix of int32 sums (the AMX
-// driver's output), 16 columns at a time as the tile writers see them.
-template <Epilogue::Kind kKind>
-void finish_sums(const int32_t* acc, size_t m, const PackedWeight& w, const Epilogue& ep, void* out,
-                 size_t out_stride) {
-  const size_t n = w.n();
-  const TileWriter<kKind> write{ep, w.column_sums().data(), static_cast<uint32_t>(ep.a_zero_point), n, out,
-                                out_stride};
-  for (size_t col0 = 0; col0 < n; col0 += kNR)
-    write(acc + col0, n, m, 0, col0, col0 + kNR <= n ? kNR : n - col0);
-}
-
 std::atomic<bool> amx_emulation{false};
 
-// The AMX driver serves a call when the cap selects amx and its self-test
-// passed on first use (else the avx512_vnni tiles do, with a note on stderr),
-// or when the tests ask for the emulated kernel.
-bool amx_route(bool* emulated) {
-  *emulated = amx_emulation.load(std::memory_order_relaxed);
-  if (*emulated) return true;
+// The amx tiles serve when the cap selects them and their self-test passed on
+// first use (else the avx512_vnni tiles do, with a note on stderr); the
+// emulated tiles serve every call while the tests ask for them.
+const GemmKernels& active_kernels() {
+  if (amx_emulation.load(std::memory_order_relaxed)) return amx_emulated::kernels;
+  const Isa isa = selected_isa();
 #if defined(__x86_64__)
-  if (selected_isa() != Isa::amx) return false;
-  static const bool ok = [] {
-    const bool passed = amx_self_test();
-    if (!passed) std::fprintf(stderr, "qk: the AMX tiles disagree with their emulation; using avx512_vnni\n");
-    return passed;
-  }();
-  return ok;
-#else
-  return false;  // AMX is an x86-64 path; only its emulation runs elsewhere
+  if (isa == Isa::amx) {
+    static const bool ok = [] {
+      const bool passed = amx_self_test();
+      if (!passed) std::fprintf(stderr, "qk: the AMX tiles disagree with their emulation; using avx512_vnni\n");
+      return passed;
+    }();
+    if (!ok) return kTable.at(Isa::avx512_vnni);
+  }
 #endif
+  return kTable.at(isa);
 }
 
 template <Epilogue::Kind kKind>
@@ -114,32 +97,54 @@ void set_cache_sizes_for_testing(const CacheSizes* caches) {
   blocking_overridden.store(caches != nullptr, std::memory_order_release);
 }
 
-Layout selected_layout() { return kernels_for(selected_isa()).layout; }
+Layout selected_layout() { return active_kernels().layout; }
 
 void set_amx_emulation(bool on) { amx_emulation.store(on, std::memory_order_relaxed); }
 
-void matmul(const void* a_ptr, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& epilogue,
-            void* out, size_t out_stride) {
+void matmul_on(const GemmKernels& kern, const void* a_ptr, bool a_signed, size_t m, size_t k, const PackedWeight& w,
+               const Epilogue& epilogue, void* out, size_t out_stride) {
   if (m == 0 || w.n() == 0) return;
   if (out_stride == 0) out_stride = w.n();
-  bool emulated = false;
-  if (amx_route(&emulated)) {
-    const auto* a8 = static_cast<const uint8_t*>(a_ptr);
-    if (epilogue.kind == Epilogue::kInt32 && epilogue.a_zero_point == 0 && out_stride == w.n())
-      return amx_matmul_int32(emulated, a8, a_signed, m, k, w, static_cast<int32_t*>(out));
-    std::vector<int32_t> acc(m * w.n());
-    amx_matmul_int32(emulated, a8, a_signed, m, k, w, acc.data());
-    return with_kind(epilogue.kind, [&](auto kind) {
-      finish_sums<decltype(kind)::value>(acc.data(), m, w, epilogue, out, out_stride);
-    });
-  }
-  const GemmKernels& kern = kernels_for(selected_isa());
   const PackedPanels& b = w.panels(kern.layout);
   const uint32_t shift = a_signed ? kern.a->signed_shift : 0u;
   const auto* a = static_cast<const uint8_t*>(a_ptr);
   with_kind(epilogue.kind, [&](auto kind) {
     run_tiles<decltype(kind)::value>(a, a_signed, m, k, w, epilogue, out, out_stride, kern, b, shift);
   });
+}
+
+void matmul(const void* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& epilogue,
+            void* out, size_t out_stride) {
+  matmul_on(active_kernels(), a, a_signed, m, k, w, epilogue, out, out_stride);
+}
+
+bool amx_tiles_available() {
+#if defined(__x86_64__)
+  return isa_supported(Isa::amx);
+#else
+  return false;
+#endif
+}
+
+bool amx_self_test() {
+#if defined(__x86_64__)
+  // 40 x 70 x 35: two row tiles, a K tail, an odd panel count; signed and unsigned A.
+  const size_t m = 40, k = 70, n = 35;
+  std::vector<int8_t> b(k * n);
+  std::vector<uint8_t> a(m * k);
+  for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<int8_t>((i * 37 + 11) % 256 - 128);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<uint8_t>((i * 91 + 7) % 256);
+  const PackedWeight w(b.data(), k, n, Layout::kQuadTiles);
+  for (bool a_signed : {false, true}) {
+    std::vector<int32_t> real(m * n), emulated(m * n);
+    matmul_on(amx::kernels, a.data(), a_signed, m, k, w, Epilogue{}, real.data());
+    matmul_on(amx_emulated::kernels, a.data(), a_signed, m, k, w, Epilogue{}, emulated.data());
+    if (real != emulated) return false;
+  }
+  return true;
+#else
+  return false;
+#endif
 }
 
 namespace {
@@ -171,24 +176,28 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
   if (m_blocks > m_tiles) m_blocks = m_tiles;
   auto block_row = [&](size_t mb) { return mb == m_blocks ? m : m_tiles * mb / m_blocks * mr; };
   const size_t mc = m_blocks == 1 ? m : (m_tiles + m_blocks - 1) / m_blocks * mr;  // the largest block
+  const size_t mc_tiles = (mc + mr - 1) / mr * mr;  // room for whole tiles (AMX loads and stores 16-row tiles)
   const size_t groups = (b.panels + np - 1) / np;  // column groups of np panels
   size_t col_parts = m_blocks >= threads ? 1 : threads;
   if (col_parts > groups) col_parts = groups;
   const size_t tasks = m_blocks * col_parts;
 
   // Steps per run of B: the whole K when a block has a single row tile (B is
-  // streamed once, nothing to reuse), else what fits kBRunBytes, split evenly.
+  // streamed once, nothing to reuse), else what fits kBRunBytes, split evenly
+  // in whole k-blocks of the kernel (K is padded to them: layout_k_align).
   size_t kc = k_steps;
   if (mc > mr) {
-    const size_t kc_max = blk.b_run_bytes / (np * kNR * step);
+    const size_t kb = kern.k_block;
+    const size_t kc_max = blk.b_run_bytes / (np * kNR * step) / kb * kb;
     const size_t runs = (k_steps + kc_max - 1) / kc_max;
-    if (runs > 1) kc = (k_steps + runs - 1) / runs;
+    if (runs > 1) kc = ((k_steps + runs - 1) / runs + kb - 1) / kb * kb;
   }
   const size_t ldc = np * kNR;
 
   parallel_for(tasks, parallel ? 1 : tasks, 1, [&](size_t begin, size_t end) {
-    std::vector<uint8_t> a_block(mc * kp * a_elem);
-    std::vector<int32_t> sums(mc * ldc);
+    if (kern.begin_thread) kern.begin_thread();
+    std::vector<uint8_t> a_block(mc_tiles * kp * a_elem);
+    std::vector<int32_t> sums(mc_tiles * ldc);
     size_t packed_block = SIZE_MAX;
     for (size_t t = begin; t < end; ++t) {
       const size_t mb = t / col_parts, part = t % col_parts;
@@ -216,8 +225,11 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
           };
           for (size_t r0 = 0; r0 < rows; r0 += mr) {
             const size_t tr = rows - r0 < mr ? rows - r0 : mr;
-            // A tile of tr rows starts at r0 * kp elements; its run at q0 * tr * step.
-            const Tile tile{a_block.data() + (r0 * kp + q0 * tr * step) * a_elem,
+            // A tile of tr rows starts at r0 * kp elements; its run at
+            // q0 * tr * step (interleaved rows) or q0 * step (contiguous rows).
+            const size_t run = q0 * step * (kern.a->rows_contiguous ? 1 : tr);
+            const Tile tile{a_block.data() + (r0 * kp + run) * a_elem,
+                            kp * a_elem,
                             b.panel(p0) + q0 * step * kNR,
                             kp * kNR,
                             steps,
@@ -233,6 +245,7 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
         }
       }
     }
+    if (kern.end_thread) kern.end_thread();
   });
 }
 

@@ -26,9 +26,14 @@ Blocking blocking();
 // Test-only: GEMMs block as on a CPU with these caches (nullptr: the detected ones).
 void set_cache_sizes_for_testing(const CacheSizes* caches);
 
-// Test-only: route every GEMM through the AMX driver on the emulated tiles,
-// so the AMX path's integration (epilogues, threads) runs on any machine.
+// Test-only: run every GEMM on the emulated AMX tiles (amx_emulated), so the
+// amx kernel and its integration (epilogues, threads) run on any machine.
 void set_amx_emulation(bool on);
+// True if this CPU and OS can run the real AMX tiles (x86-64 with the amx path).
+bool amx_tiles_available();
+// A small product on the real tiles compared with the emulated ones (the
+// first use of the amx path checks it): true if they agree.
+bool amx_self_test();
 
 // What happens to the exact int32 sums acc[m, n]:
 //  kInt32:   out = acc - a_zero_point * colsum[n] (int32, wrapping like NumPy's
@@ -48,6 +53,10 @@ struct Epilogue {
 // bytes), its rows `out_stride` elements apart (0: N, a dense matrix).
 void matmul(const void* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& epilogue,
             void* out, size_t out_stride = 0);
+// The same on the given micro-kernels instead of the selected ones (the AMX
+// self-test and its tests).
+void matmul_on(const GemmKernels& kernels, const void* a, bool a_signed, size_t m, size_t k, const PackedWeight& w,
+               const Epilogue& epilogue, void* out, size_t out_stride = 0);
 
 // dynamic_linear in one call: x (M x K float32, finite) quantized per tensor
 // to uint8 over [lo, hi] = [min(x, 0), max(x, 0)] (the caller's reduction;

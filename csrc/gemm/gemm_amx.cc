@@ -1,9 +1,9 @@
-// The AMX-INT8 kernel on the real tile instructions (see amx.h).
+// The AMX-INT8 micro-kernel on the real tile instructions (amx_kernel.inc).
 #include <immintrin.h>
 
 #include <cstring>
 
-#include "gemm/amx.h"
+#include "gemm/gemm_kernels.h"
 
 namespace qk::gemm::amx {
 #include "gemm/amx_kernel.inc"

@@ -70,6 +70,6 @@ void tile(const Tile& t, int mr, int np) {
 
 }  // namespace
 
-const GemmKernels kernels = {Layout::kPairs, &kInt16Pairs, 6, 1, tile};
+const GemmKernels kernels = {Layout::kPairs, &kInt16Pairs, 6, 1, 1, tile, nullptr, nullptr};
 
 }  // namespace qk::gemm::avx2

@@ -19,6 +19,6 @@ void tile(const Tile& t, int mr, int np) {
 
 }  // namespace
 
-const GemmKernels kernels = {Layout::kQuads, &kShiftedQuads, kMR, kNP, tile};
+const GemmKernels kernels = {Layout::kQuads, &kShiftedQuads, kMR, kNP, 1, tile, nullptr, nullptr};
 
 }  // namespace qk::gemm::i8mm

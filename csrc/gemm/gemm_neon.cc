@@ -60,6 +60,6 @@ void tile(const Tile& t, int mr, int np) {
 
 }  // namespace
 
-const GemmKernels kernels = {Layout::kPairs, &kInt16Pairs, kMR, kNP, tile};
+const GemmKernels kernels = {Layout::kPairs, &kInt16Pairs, kMR, kNP, 1, tile, nullptr, nullptr};
 
 }  // namespace qk::gemm::neon

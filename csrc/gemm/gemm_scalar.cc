@@ -27,6 +27,6 @@ void tile(const Tile& t, int mr, int np) {
 
 }  // namespace
 
-const GemmKernels kernels = {Layout::kPairs, &kInt16Pairs, 4, 1, tile};
+const GemmKernels kernels = {Layout::kPairs, &kInt16Pairs, 4, 1, 1, tile, nullptr, nullptr};
 
 }  // namespace qk::gemm::scalar

@@ -57,10 +57,10 @@ void interleave_step(const int8_t* src, size_t n, size_t step, int8_t* dst) {
 }  // namespace
 
 PackedPanels pack_panels(const int8_t* b, size_t k, size_t n, Layout layout) {
-  const size_t step = layout_step(layout);
+  const size_t step = layout_step(layout), align = layout_k_align(layout);
   PackedPanels p;
   p.layout = layout;
-  p.k_padded = (k + step - 1) / step * step;
+  p.k_padded = (k + align - 1) / align * align;
   p.panels = (n + kNR - 1) / kNR;
   p.data.assign(p.panels * p.k_padded * kNR, 0);
   // Whole steps of whole panels in vector registers, row steps outermost so

@@ -13,7 +13,7 @@ namespace qk::gemm {
 
 struct PackedPanels {
   Layout layout;
-  size_t k_padded;  // K rounded up to the layout's step (2 or 4)
+  size_t k_padded;  // K rounded up to the layout's alignment (2, 4 or 64)
   size_t panels;    // ceil(N / 16)
   std::vector<int8_t> data;  // panel p at p * k_padded * 16, zero-padded past K and N
 
@@ -40,7 +40,7 @@ class PackedWeight {
   std::vector<int8_t> original_;      // K x N, row-major
   std::vector<int32_t> column_sums_;  // sum over k of B[k, n], exact
   mutable std::mutex mutex_;
-  mutable std::unique_ptr<PackedPanels> by_layout_[2];
+  mutable std::unique_ptr<PackedPanels> by_layout_[kNumLayouts];
 };
 
 }  // namespace qk::gemm

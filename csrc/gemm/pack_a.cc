@@ -52,9 +52,25 @@ void pack_quads(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t k
   pack_a<4>(a, a_signed, rows, k, kp, mr, static_cast<uint8_t*>(dst));
 }
 
+// Row after row (stride kp), signed A shifted by +128, K zero-padded; the last
+// tile filled up to mr rows with zero rows, as AMX loads whole 16-row tiles.
+void pack_rows(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t kp, size_t mr, void* dst) {
+  auto* out = static_cast<uint8_t*>(dst);
+  const size_t padded_rows = (rows + mr - 1) / mr * mr;
+  for (size_t r = 0; r < rows; ++r, out += kp) {
+    const uint8_t* src = a + r * k;
+    size_t e = 0;
+    for (; e + 4 <= k; e += 4) convert_step<4>(src + e, a_signed, out + e);
+    for (; e < k; ++e) out[e] = static_cast<uint8_t>(src[e] ^ (a_signed ? 0x80 : 0));
+    std::memset(out + k, 0, kp - k);
+  }
+  std::memset(out, 0, (padded_rows - rows) * kp);
+}
+
 }  // namespace
 
-const AFormat kInt16Pairs = {2, 0, pack_pairs};
-const AFormat kShiftedQuads = {1, 128, pack_quads};
+const AFormat kInt16Pairs = {2, 0, false, pack_pairs};
+const AFormat kShiftedQuads = {1, 128, false, pack_quads};
+const AFormat kShiftedRows = {1, 128, true, pack_rows};
 
 }  // namespace qk::gemm

@@ -198,8 +198,8 @@ GemmCase make_case(size_t m, size_t k, size_t n, bool a_signed, bool extremes, s
   return g;
 }
 
-void check_gemm(Isa isa, std::mt19937& rng) {
-  const std::string path = qk::isa_name(isa);
+void check_gemm(Isa isa, std::mt19937& rng, const char* label = nullptr) {
+  const std::string path = label ? label : qk::isa_name(isa);
   const size_t ms[] = {1, 2, 3, 4, 5, 6, 7, 9, 13, 33};
   const size_t ks[] = {0, 1, 2, 3, 4, 5, 7, 8, 17, 64, 129};
   const size_t ns[] = {1, 15, 16, 17, 33, 64};
@@ -271,8 +271,8 @@ void check_gemm(Isa isa, std::mt19937& rng) {
 
 // Convolutions (NHWC) against the direct sum of (x - zp) * w over the taps,
 // padding skipped: the GEMM path (groups 1 and 2) and the depthwise kernel.
-void check_conv(Isa isa, std::mt19937& rng) {
-  const std::string path = qk::isa_name(isa);
+void check_conv(Isa isa, std::mt19937& rng, const char* label = nullptr) {
+  const std::string path = label ? label : qk::isa_name(isa);
   struct Case {
     size_t batch, h, w, c, groups, out, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
   };
@@ -369,6 +369,12 @@ int main() {
                   qk::isa_name(isa), qk::isa_name(qk::quant::selected_isa()), qk::isa_name(qk::fp16::selected_isa()),
                   qk::isa_name(qk::gemm::selected_isa()), qk::isa_name(qk::conv::depthwise_isa()));
     }
+    // The amx kernel on its emulated tiles (any CPU, any architecture).
+    qk::gemm::set_amx_emulation(true);
+    check_gemm(paths.back(), rng, "amx (emulated)");
+    check_conv(paths.back(), rng, "amx (emulated)");
+    qk::gemm::set_amx_emulation(false);
+    std::printf("  %d thread(s), gemm amx (emulated)\n", threads);
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

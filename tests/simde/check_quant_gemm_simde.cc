@@ -84,7 +84,7 @@ int check_gemm(const qk::gemm::GemmKernels& kernels, const char* name) {
           std::vector<int32_t> c(kernels.mr * ldc), start(c.size());
           for (auto& v : start) v = static_cast<int32_t>(rng());
           c = start;
-          kernels.tile(Tile{a.data(), b.data(), b_stride, k_steps, c.data(), ldc, accumulate != 0}, mr, np);
+          kernels.tile(Tile{a.data(), 0, b.data(), b_stride, k_steps, c.data(), ldc, accumulate != 0}, mr, np);
           for (int r = 0; r < kernels.mr; ++r)
             for (size_t j = 0; j < ldc; ++j) {
               int64_t want = start[r * ldc + j];
