@@ -76,6 +76,13 @@ def _dynamic_quantize_matmul(b, w_scale):
     return graph
 
 
+def _max_error(result, a, b) -> float:
+    """Largest distance from the exact product (float64 is exact at these sizes). ORT's u8 x s8
+    kernels on CPUs without VNNI use vpmaddubsw, whose int16 pair sums saturate; the report
+    prints this beside the times."""
+    return float(np.abs(result - a.astype(np.float64) @ b.astype(np.float64)).max())
+
+
 @pytest.mark.parametrize("impl", ["qk", "qk-unpacked", "numpy", "onnxruntime", "torch"])
 def test_int8_matmul(measure, benchmark, case, impl):
     (m, k, n), a, b, _, _ = case
@@ -84,6 +91,7 @@ def test_int8_matmul(measure, benchmark, case, impl):
     if impl == "qk":
         w = qk.pack_int8_weight(b)
         out = np.empty((m, n), np.int32)
+        benchmark.extra_info["max_abs_error"] = _max_error(qk.int8_matmul(a, w), a, b)
         measure(impl, lambda: qk.int8_matmul(a, w, out=out), ops=ops)
     elif impl == "qk-unpacked":
         measure(impl, qk.int8_matmul, a, b, ops=ops)
@@ -92,6 +100,7 @@ def test_int8_matmul(measure, benchmark, case, impl):
         measure(impl, np.matmul, af, bf, ops=ops)
     elif impl == "onnxruntime":
         sess = _ort_session(_matmul_integer(b))
+        benchmark.extra_info["max_abs_error"] = _max_error(sess.run(None, {"A": a})[0], a, b)
         measure(impl, lambda: sess.run(None, {"A": a}), ops=ops)
     else:
         torch = pytest.importorskip("torch")

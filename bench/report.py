@@ -63,7 +63,8 @@ def rows_of(data: dict) -> list[dict]:
         rows.append(dict(
             group=b.get("group") or b["name"], name=b.get("fullname", b["name"]), impl=info.get("impl", b["name"]),
             isa=info.get("isa"), threads=info.get("threads"), paths=info.get("paths", {}), probe=info.get("probe"),
-            median=b["stats"]["median"], min=b["stats"].get("min", b["stats"]["median"]), bytes=info.get("bytes", 0), ops=info.get("ops", 0)))
+            median=b["stats"]["median"], min=b["stats"].get("min", b["stats"]["median"]), bytes=info.get("bytes", 0), ops=info.get("ops", 0),
+            error=info.get("max_abs_error")))
     return rows
 
 
@@ -161,7 +162,9 @@ def group_tables(rows: list[dict], ceil: dict) -> str:
     for (group, threads), grows in _groups(rows).items():
         base = next((r["median"] for r in grows if r["impl"] == "numpy"), None)
         peers = {p: min(r["median"] for r in grows if r["impl"] == p) for p in _peers(grows)}
+        errors = any(r.get("error") is not None for r in grows)
         head = ["impl [path]", "median", "rate", "of ceiling", "vs FP32"] + [f"vs {p}" for p in peers]
+        head += ["max error vs exact"] if errors else []
         out += [f"\n**{group}**, {threads} thread{'s' * (threads != 1)}\n", "| " + " | ".join(head) + " |",
                 "|" + "---|" * len(head)]
         for r in sorted(grows, key=lambda r: r["median"]):
@@ -169,6 +172,8 @@ def group_tables(rows: list[dict], ceil: dict) -> str:
             cells = [label(r), fmt_time(r["median"]), f"{rt[0]:.1f} {rt[1]}" if rt else "", _pct(r, ceil),
                      f"{base / r['median']:.2f}x" if base else ""]
             cells += [f"{m / r['median']:.2f}x" for m in peers.values()]
+            if errors:
+                cells.append(f"{r['error']:.0f}" if r.get("error") is not None else "")
             out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
