@@ -1,4 +1,5 @@
 #include "quant/quant.h"
+#include "quant/add.h"
 #include "bindings/bindings.h"
 
 #include <cstdint>
@@ -30,6 +31,21 @@ void bind_quant(py::module_& m) {
       },
       py::arg("x"), py::arg("out"), py::arg("unsigned"), py::arg("outer"), py::arg("channels"),
       py::arg("inner"), py::arg("scale"), py::arg("zero_point"), py::arg("qmin"), py::arg("qmax"));
+
+  m.def(
+      "add_quantized",
+      [](const py::array& a, const py::array& b, py::array& out, float a_scale, int32_t a_zero_point, float b_scale,
+         int32_t b_zero_point, float out_scale, int32_t out_zero_point, int32_t qmin, int32_t qmax) {
+        const size_t n = static_cast<size_t>(a.size());
+        const auto* ap = input_data<uint8_t>(a, "a", n);
+        const auto* bp = input_data<uint8_t>(b, "b", n);
+        auto* op = output_data<uint8_t>(out, "out", n);
+        const quant::AddParams p{a_scale, b_scale, out_scale, a_zero_point, b_zero_point, out_zero_point, qmin, qmax};
+        py::gil_scoped_release release;
+        quant::add_quantized(ap, bp, n, p, op);
+      },
+      py::arg("a"), py::arg("b"), py::arg("out"), py::arg("a_scale"), py::arg("a_zero_point"), py::arg("b_scale"),
+      py::arg("b_zero_point"), py::arg("out_scale"), py::arg("out_zero_point"), py::arg("qmin"), py::arg("qmax"));
 
   m.def(
       "dequantize",

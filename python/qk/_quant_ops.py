@@ -100,3 +100,29 @@ def fake_quantize(x, scale, zero_point=0, *, axis=None, qmin=-128, qmax=127, out
     work = work_buffer(out, x, s, z)
     _qk.fake_quantize(x, work, *layout, s, z, float(qmin), float(qmax))
     return finish(out, work)
+
+
+def quantized_add(a, b, a_scale, a_zero_point, b_scale, b_zero_point, out_scale, out_zero_point, *, relu=False,
+                  out=None):
+    """The sum of two uint8 quantized tensors of one shape, requantized to uint8.
+
+    ``out = clip(rint((a_scale * (a - a_zp) + b_scale * (b - b_zp)) / out_scale) + out_zp, lo, 255)``
+    in float32 in that order (no fused multiply-add), halves to even; ``lo``
+    is `out_zero_point` with ``relu=True`` (the quantized ReLU), else 0. The
+    residual connections of an integer layer chain run on it.
+    """
+    a = require_array(a, "a", [np.uint8])
+    b = require_array(b, "b", [np.uint8])
+    if a.shape != b.shape:
+        raise ValueError(f"b: expected the shape of a {a.shape}, got {b.shape}")
+    params = []
+    for name, scale, zp in (("a", a_scale, a_zero_point), ("b", b_scale, b_zero_point),
+                            ("out", out_scale, out_zero_point)):
+        params += [float(scales_float32(scale, f"{name}_scale", None)[0]),
+                   require_int(zp, f"{name}_zero_point", 0, 255)]
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"relu: expected a bool, got {type(relu).__name__}")
+    out = make_out(out, "out", a.shape, np.uint8)
+    work = work_buffer(out, a, b)
+    _qk.add_quantized(a, b, work, *params, params[5] if relu else 0, 255)
+    return finish(out, work)
