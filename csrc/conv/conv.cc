@@ -7,6 +7,7 @@
 #include "cpu/kernel_table.h"
 #include "gemm/epilogue.h"
 #include "parallel/parallel.h"
+#include "parallel/scratch.h"
 
 namespace qk::conv {
 namespace {
@@ -29,39 +30,69 @@ const uint8_t* input_row(const uint8_t* image, const Shape& s, size_t oy, size_t
   return image + (pos - s.pad_top) * s.width * s.channels;
 }
 
-// Row `pixel` of A for group g: kernel_h * kernel_w taps of cg channels, in
-// an image without padding (conv2d pads it first). Without groups or
-// dilation, the taps of a kernel row are adjacent whole pixels: one copy.
-void gather_row(const uint8_t* x, const Shape& s, size_t pixel, size_t g, uint8_t* dst) {
+// n bytes, in fixed-size moves the compiler inlines (a 3-channel kernel row
+// is a run of 21 bytes: a libc memcpy call per run cost more than the copy).
+// The last move overlaps the previous one instead of looping over a tail.
+inline void copy_run(uint8_t* dst, const uint8_t* src, size_t n) {
+  if (n >= 16) {
+    for (size_t i = 0; i + 16 <= n; i += 16) std::memcpy(dst + i, src + i, 16);
+    std::memcpy(dst + n - 16, src + n - 16, 16);
+  } else if (n >= 8) {
+    std::memcpy(dst, src, 8);
+    std::memcpy(dst + n - 8, src + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(dst, src, 4);
+    std::memcpy(dst + n - 4, src + n - 4, 4);
+  } else {
+    for (size_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+}
+
+// Rows [begin, end) of A for group g into dst (k bytes each): row p is
+// output pixel p's kernel_h * kernel_w taps of cg channels, in an image
+// without padding (conv2d pads it first). Without groups or dilation, the
+// taps of a kernel row are adjacent whole pixels: one run. The pixel's
+// coordinates advance with the row (no divisions per row).
+void gather_rows(const uint8_t* x, const Shape& s, size_t begin, size_t end, size_t g, size_t k, uint8_t* dst) {
   const size_t oh = s.out_h(), ow = s.out_w(), cg = s.channels / s.groups;
-  const size_t b = pixel / (oh * ow), oy = pixel / ow % oh, ox = pixel % ow;
   const bool run = s.groups == 1 && s.dilation_w == 1;
-  for (size_t i = 0; i < s.kernel_h; ++i) {
-    const uint8_t* src = x + ((b * s.height + oy * s.stride_h + i * s.dilation_h) * s.width + ox * s.stride_w) *
-                                 s.channels + g * cg;
-    if (run) {
-      std::memcpy(dst, src, s.kernel_w * cg);
-      dst += s.kernel_w * cg;
-    } else {
-      for (size_t j = 0; j < s.kernel_w; ++j, dst += cg) std::memcpy(dst, src + j * s.dilation_w * s.channels, cg);
+  size_t b = begin / (oh * ow), oy = begin / ow % oh, ox = begin % ow;
+  for (size_t p = begin; p < end; ++p, dst += k) {
+    uint8_t* out = dst;
+    for (size_t i = 0; i < s.kernel_h; ++i) {
+      const uint8_t* src =
+          x + ((b * s.height + oy * s.stride_h + i * s.dilation_h) * s.width + ox * s.stride_w) * s.channels + g * cg;
+      if (run) {
+        copy_run(out, src, s.kernel_w * cg);
+        out += s.kernel_w * cg;
+      } else {
+        for (size_t j = 0; j < s.kernel_w; ++j, out += cg) copy_run(out, src + j * s.dilation_w * s.channels, cg);
+      }
+    }
+    if (++ox == ow) {
+      ox = 0;
+      if (++oy == oh) {
+        oy = 0;
+        ++b;
+      }
     }
   }
 }
 
 // The image with its padding filled with the zero point (which the
-// epilogue's zero-point correction turns into exact zeros), and its shape.
-std::vector<uint8_t> pad_image(const uint8_t* x, const Shape& s, uint8_t zp, Shape* padded) {
-  *padded = s;
-  padded->height = s.height + s.pad_top + s.pad_bottom;
-  padded->width = s.width + s.pad_left + s.pad_right;
-  padded->pad_top = padded->pad_left = padded->pad_bottom = padded->pad_right = 0;
-  std::vector<uint8_t> out(s.batch * padded->height * padded->width * s.channels, zp);
+// epilogue's zero-point correction turns into exact zeros), into `out`.
+Shape pad_image(const uint8_t* x, const Shape& s, uint8_t zp, uint8_t* out) {
+  Shape padded = s;
+  padded.height = s.height + s.pad_top + s.pad_bottom;
+  padded.width = s.width + s.pad_left + s.pad_right;
+  padded.pad_top = padded.pad_left = padded.pad_bottom = padded.pad_right = 0;
+  std::memset(out, zp, s.batch * padded.height * padded.width * s.channels);
   const size_t row = s.width * s.channels;
   for (size_t b = 0; b < s.batch; ++b)
     for (size_t y = 0; y < s.height; ++y)
-      std::memcpy(out.data() + ((b * padded->height + y + s.pad_top) * padded->width + s.pad_left) * s.channels,
+      std::memcpy(out + ((b * padded.height + y + s.pad_top) * padded.width + s.pad_left) * s.channels,
                   x + (b * s.height + y) * row, row);
-  return out;
+  return padded;
 }
 
 // The epilogue of group g: its slice of the per-channel scales and biases.
@@ -117,22 +148,26 @@ void conv2d(const uint8_t* x, const Shape& s, const gemm::PackedWeight* const* w
                       !has_padding;
   if (direct) return gemm::matmul(x, false, m, k, *weights[0], ep, out);
   Shape sp = s;
-  std::vector<uint8_t> padded;
+  const size_t padded_bytes =
+      has_padding ? s.batch * (s.height + s.pad_top + s.pad_bottom) * (s.width + s.pad_left + s.pad_right) * s.channels
+                  : 0;
+  const Scratch padded(ScratchSlot::kConvImage, padded_bytes);
   if (has_padding) {
-    padded = pad_image(x, s, static_cast<uint8_t>(ep.a_zero_point), &sp);
-    x = padded.data();
+    sp = pad_image(x, s, static_cast<uint8_t>(ep.a_zero_point), padded.as<uint8_t>());
+    x = padded.as<uint8_t>();
   }
   size_t block = k ? kBlockBytes / k : m;
   block = block < 16 ? 16 : (block > m ? m : block);
-  std::vector<uint8_t> a(block * k);
+  const Scratch rows_buffer(ScratchSlot::kConvRows, block * k);
+  uint8_t* const a = rows_buffer.as<uint8_t>();
   for (size_t g = 0; g < s.groups; ++g) {
     const gemm::Epilogue eg = group_epilogue(ep, g * og);
     for (size_t p0 = 0; p0 < m; p0 += block) {
       const size_t rows = m - p0 < block ? m - p0 : block;
       parallel_for(rows, 256, 1, [&](size_t begin, size_t end) {
-        for (size_t r = begin; r < end; ++r) gather_row(x, sp, p0 + r, g, a.data() + r * k);
+        gather_rows(x, sp, p0 + begin, p0 + end, g, k, a + begin * k);
       });
-      gemm::matmul(a.data(), false, rows, k, *weights[g], eg, out_bytes + (p0 * s.out_channels + g * og) * esize,
+      gemm::matmul(a, false, rows, k, *weights[g], eg, out_bytes + (p0 * s.out_channels + g * og) * esize,
                    s.out_channels);
     }
   }

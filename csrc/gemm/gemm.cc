@@ -10,6 +10,7 @@
 #include "gemm/epilogue.h"
 
 #include "parallel/parallel.h"
+#include "parallel/scratch.h"
 
 namespace qk::gemm {
 namespace {
@@ -196,14 +197,16 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
 
   parallel_for(tasks, parallel ? 1 : tasks, 1, [&](size_t begin, size_t end) {
     if (kern.begin_thread) kern.begin_thread();
-    std::vector<uint8_t> a_block(mc_tiles * kp * a_elem);
-    std::vector<int32_t> sums(mc_tiles * ldc);
+    const Scratch a_buffer(ScratchSlot::kGemmA, mc_tiles * kp * a_elem);
+    const Scratch sums_buffer(ScratchSlot::kGemmSums, mc_tiles * ldc * sizeof(int32_t));
+    uint8_t* const a_block = a_buffer.as<uint8_t>();
+    int32_t* const sums = sums_buffer.as<int32_t>();
     size_t packed_block = SIZE_MAX;
     for (size_t t = begin; t < end; ++t) {
       const size_t mb = t / col_parts, part = t % col_parts;
       const size_t m0 = block_row(mb), rows = block_row(mb + 1) - m0;
       if (packed_block != mb) {
-        kern.a->pack(a + m0 * k, a_signed, rows, k, kp, mr, a_block.data());
+        kern.a->pack(a + m0 * k, a_signed, rows, k, kp, mr, a_block);
         packed_block = mb;
       }
       const size_t g0 = groups * part / col_parts, g1 = groups * (part + 1) / col_parts;
@@ -220,7 +223,7 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
             const size_t tr = rows - r0 < mr ? rows - r0 : mr;
             for (size_t j = 0; j < gp; ++j) {
               const size_t col0 = (p0 + j) * kNR, cols = (col0 + kNR <= n ? kNR : n - col0);
-              write(sums.data() + r0 * ldc + j * kNR, ldc, tr, m0 + r0, col0, cols);
+              write(sums + r0 * ldc + j * kNR, ldc, tr, m0 + r0, col0, cols);
             }
           };
           for (size_t r0 = 0; r0 < rows; r0 += mr) {
@@ -228,12 +231,12 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
             // A tile of tr rows starts at r0 * kp elements; its run at
             // q0 * tr * step (interleaved rows) or q0 * step (contiguous rows).
             const size_t run = q0 * step * (kern.a->rows_contiguous ? 1 : tr);
-            const Tile tile{a_block.data() + (r0 * kp + run) * a_elem,
+            const Tile tile{a_block + (r0 * kp + run) * a_elem,
                             kp * a_elem,
                             b.panel(p0) + q0 * step * kNR,
                             kp * kNR,
                             steps,
-                            sums.data() + r0 * ldc,
+                            sums + r0 * ldc,
                             ldc,
                             q0 != 0};
             if (last) write.prefetch(tr, m0 + r0, p0 * kNR, gp * kNR);  // written after the next tile
