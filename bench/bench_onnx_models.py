@@ -3,8 +3,9 @@ and 32 and the MiniLM encoder at batch 8 x 128 tokens, run by qk (qk.onnx.load
 + run, NumPy underneath), ONNX Runtime (the same file) and torch (the model
 it was exported from), side by side at the pinned thread count. FP32 has no
 target: these rows say where qk's graph executor stands before quantization.
-The static INT8 rows (64 x 64 images) put qk's converted model beside qk's
-FP32 model and ONNX Runtime's FP32 and own static QDQ models of the same net.
+The static INT8 rows (64 x 64 images) put qk's converted model (with the
+residual Adds in float, and quantized to uint8 on request) beside qk's FP32
+model and ONNX Runtime's FP32 and own static QDQ models of the same net.
 """
 
 import sys
@@ -92,7 +93,7 @@ def test_imported_minilm(measure, benchmark, minilm, impl):
 
 # --- static INT8 on 64 x 64 images -------------------------------------------------------------------
 
-INT8_IMPLS = ["qk int8", "qk fp32", "onnxruntime int8", "onnxruntime fp32"]
+INT8_IMPLS = ["qk int8", "qk int8 uint8-add", "qk fp32", "onnxruntime int8", "onnxruntime fp32"]
 
 
 @pytest.fixture(scope="module", params=["resnet", "mobilenet"])
@@ -112,6 +113,9 @@ def cnn_int8(request, tmp_path_factory):
     calib = np.random.default_rng(1).standard_normal((32, 3, 64, 64)).astype(np.float32)
     fp = qk.onnx.load(proto)
     qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp), calib, progress=False))
+    # the residual Adds quantized too (uint8, inside the integer chains), as ORT's quantizer does by default
+    qm_add = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp, layers={"Add": qk.quant.INT8_STATIC}), calib,
+                                             progress=False))
 
     class Reader(ort_q.CalibrationDataReader):
         def __init__(self):
@@ -128,6 +132,7 @@ def cnn_int8(request, tmp_path_factory):
     ort_int8, ort_fp32 = ort_session(onnx.load(str(out))), ort_session(proto)
     return request.param, {
         "qk int8": lambda feeds: lambda: qm.run(feeds),
+        "qk int8 uint8-add": lambda feeds: lambda: qm_add.run(feeds),
         "qk fp32": lambda feeds: lambda: fp.run(feeds),
         "onnxruntime int8": lambda feeds: lambda: ort_int8.run(None, feeds),
         "onnxruntime fp32": lambda feeds: lambda: ort_fp32.run(None, feeds),

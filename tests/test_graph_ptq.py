@@ -93,12 +93,14 @@ def test_imported_cnns_quantize_statically(build, tmp_path):
     assert np.abs(theirs - got).max() <= 0.02 * np.abs(got).max()
 
 
+@pytest.mark.parametrize("add", [False, True], ids=["float-add", "uint8-add"])
 @pytest.mark.parametrize("build", [resnet, mobilenet], ids=["resnet", "mobilenet"])
-def test_integer_chains_give_the_unchained_results_bit_for_bit(build, isa, tmp_path):
+def test_integer_chains_give_the_unchained_results_bit_for_bit(build, add, isa, tmp_path):
     """Consecutive quantized convs (with a Relu or ReLU6 between) pass uint8 NHWC,
     requantized and clamped in the producer's epilogue; the outputs equal the
     model whose layers each dequantize and requantize, exactly, and saving,
-    loading and export see the float values."""
+    loading and export see the float values. With the residual Adds
+    quantized on request, they join the chains: uint8 in, uint8 out."""
     from qk.quantization.graph import without_chains
 
     t = torch_or_skip()
@@ -108,9 +110,16 @@ def test_integer_chains_give_the_unchained_results_bit_for_bit(build, isa, tmp_p
     export(model, (t.randn(*shape),), tmp_path / "m.onnx", False, ["x"], None)
     rng = np.random.default_rng(0)
     calib = [rng.standard_normal((4,) + shape[1:]).astype(np.float32) for _ in range(4)]
-    qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(qk.onnx.load(tmp_path / "m.onnx")), calib, progress=False))
+    layers = {"Add": qk.quant.INT8_STATIC} if add else None
+    qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(qk.onnx.load(tmp_path / "m.onnx"), layers=layers), calib,
+                                         progress=False))
     chained = [n for n in qm.graph.nodes if "out_nhwc" in n.attrs]
     assert len(chained) >= 3
+    adds = [n for n in qm.graph.nodes if n.op_type == "QuantizedAdd"]
+    assert bool(adds) == add and "Add" not in (qm.graph.op_histogram() if add else {})
+    if add:  # every residual Add reads uint8 NHWC from both sides; all but the last hand theirs on
+        assert all(n.attrs.get("in_nhwc") == (True, True) for n in adds)
+        assert build is mobilenet or sum("out_nhwc" in n.attrs for n in adds) == len(adds) - 1
     if build is mobilenet:  # the ReLU6 (Clip) became the requantization's clamp
         assert any(tuple(n.attrs.get("absorbed_clip", ()))[1:] == (0.0, 6.0) for n in chained)
         assert qm.graph.op_histogram().get("Clip", 0) < qk.onnx.load(tmp_path / "m.onnx").graph.op_histogram()["Clip"]
@@ -170,6 +179,16 @@ def test_mask_dominated_values_stay_float_with_a_warning():
         warnings.simplefilter("error")
         clean = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp), [{"x": x, "mask": 0 * mask}], progress=False))
     assert "QuantizedLinear" in clean.graph.op_histogram()
+    # a quantized Add asked for on the mask's Add stays float too, named in the warning
+    add = {"Add": qk.quant.INT8_STATIC}
+    with pytest.warns(UserWarning, match="'mask'.*attention mask"):
+        qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp, layers=add), [{"x": x, "mask": mask}], progress=False))
+    assert "QuantizedAdd" not in qm.graph.op_histogram() and "Add" in qm.graph.op_histogram()
+    clean = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp, layers=add), [{"x": x, "mask": 0 * mask}],
+                                            progress=False))
+    assert "QuantizedAdd" in clean.graph.op_histogram()
+    y, y_fp = clean.run({"x": x, "mask": 0 * mask})["y"], fp.run({"x": x, "mask": 0 * mask})["y"]
+    assert np.abs(y - y_fp).max() <= 0.05 * np.abs(y_fp).max()
 
 
 def test_graph_ptq_errors():
@@ -183,6 +202,8 @@ def test_graph_ptq_errors():
     with pytest.raises(ValueError, match="no batches"):
         qk.ptq.calibrate(qk.ptq.prepare(fp), [], progress=False)
     assert "QuantizedLinear" not in qk.ptq.convert(qk.ptq.prepare(fp, exclude=["MatMul"])).graph.op_histogram()
+    with pytest.raises(ValueError, match="a quantized Add needs a static QConfig with uint8 activations"):
+        qk.ptq.prepare(fp, layers={"Add": qk.quant.INT8_DYNAMIC})
 
 
 # --- the MiniLM encoder with padded calibration batches -----------------------------------------------

@@ -1,4 +1,6 @@
 #include "conv/conv.h"
+#include "conv/layout.h"
+#include "conv/pool.h"
 #include "bindings/bindings.h"
 
 #include <pybind11/stl.h>
@@ -83,6 +85,43 @@ void convolve(const py::array& x, const std::array<size_t, 16>& geometry, int32_
 
 void bind_conv(py::module_& m) {
   m.def("depthwise_path", [] { return std::string(isa_name(conv::depthwise_isa())); });
+
+  // (N, C, H, W) uint8 -> (N, H, W, C), and (N, H, W, C) float -> (N, C, H, W).
+  m.def(
+      "nchw_to_nhwc_u8",
+      [](const py::array& x, size_t n, size_t c, size_t pixels, py::array& out) {
+        const size_t size = product(product(n, c, "x"), pixels, "x");
+        const uint8_t* xp = input_data<uint8_t>(x, "x", size);
+        uint8_t* op = output_data<uint8_t>(out, "out", size);
+        py::gil_scoped_release release;
+        conv::nchw_to_nhwc(xp, n, c, pixels, op);
+      },
+      py::arg("x"), py::arg("n"), py::arg("c"), py::arg("pixels"), py::arg("out"));
+  m.def(
+      "nhwc_to_nchw_f32",
+      [](const py::array& x, size_t n, size_t pixels, size_t c, py::array& out) {
+        const size_t size = product(product(n, c, "x"), pixels, "x");
+        const float* xp = input_data<float>(x, "x", size);
+        float* op = output_data<float>(out, "out", size);
+        py::gil_scoped_release release;
+        conv::nhwc_to_nchw(xp, n, pixels, c, op);
+      },
+      py::arg("x"), py::arg("n"), py::arg("pixels"), py::arg("c"), py::arg("out"));
+
+  // geometry: batch, height, width, channels, kernel_h, kernel_w, stride_h,
+  // stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w.
+  m.def(
+      "max_pool_u8",
+      [](const py::array& x, const std::array<size_t, 14>& g, py::array& out) {
+        for (size_t i : {4, 5, 6, 7, 8, 9})
+          if (g[i] == 0) throw py::value_error("pool: kernel, strides and dilations must be >= 1");
+        const conv::PoolShape s{g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13]};
+        const uint8_t* xp = input_data<uint8_t>(x, "x", product(product(s.batch, s.height * s.width, "x"), s.channels, "x"));
+        uint8_t* op = output_data<uint8_t>(out, "out", product(product(s.batch, s.out_h * s.out_w, "out"), s.channels, "out"));
+        py::gil_scoped_release release;
+        conv::max_pool_u8(xp, s, op);
+      },
+      py::arg("x"), py::arg("geometry"), py::arg("out"));
 
   m.def(
       "int8_conv2d",

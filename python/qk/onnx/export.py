@@ -57,13 +57,16 @@ class _Writer:
 
     # --- quantized layers -----------------------------------------------------------------------
 
-    def qdq_input(self, x, core, base):
-        s = self.const(f"{base}.x_scale", np.float32(core.x_scale))
-        zp = self.const(f"{base}.x_zero_point", np.uint8(core.x_zero_point))
-        q, dq = self.name(f"{base}.x_q"), self.name(f"{base}.x_dq")
+    def qdq(self, x, scale, zero_point, base, out=None):
+        """x through QuantizeLinear / DequantizeLinear on one grid (zero_point's dtype is the integer type)."""
+        s, zp = self.const(f"{base}_scale", np.float32(scale)), self.const(f"{base}_zero_point", zero_point)
+        q, dq = self.name(f"{base}_q"), out or self.name(f"{base}_dq")
         self.node("QuantizeLinear", [x, s, zp], [q])
         self.node("DequantizeLinear", [q, s, zp], [dq])
         return dq
+
+    def qdq_input(self, x, core, base):
+        return self.qdq(x, core.x_scale, np.uint8(core.x_zero_point), f"{base}.x")
 
     def dq_weight(self, wq, w_scale, axis, base):
         w = self.const(f"{base}.weight_q", wq.astype(np.int8))
@@ -204,14 +207,21 @@ class _Writer:
     def quantized_matmul(self, n):
         """Both operands through QuantizeLinear/DequantizeLinear: uint8 left, int8 symmetric right."""
         (sa, za), sb = n.attrs["a_qparams"], n.attrs["b_scale"]
-        dq = []
-        for x, scale, zp, tag in ((n.inputs[0], sa, np.uint8(za), "a"), (n.inputs[1], sb, np.int8(0), "b")):
-            s_, z_ = self.const(f"{n.name}.{tag}_scale", np.float32(scale)), self.const(f"{n.name}.{tag}_zp", zp)
-            q, d = self.name(f"{n.name}.{tag}_q"), self.name(f"{n.name}.{tag}_dq")
-            self.node("QuantizeLinear", [x, s_, z_], [q])
-            self.node("DequantizeLinear", [q, s_, z_], [d])
-            dq.append(d)
+        dq = [self.qdq(n.inputs[0], sa, np.uint8(za), f"{n.name}.a"), self.qdq(n.inputs[1], sb, np.int8(0), f"{n.name}.b")]
         self.node("MatMul", dq, n.outputs, name=n.name)
+
+    def quantized_add(self, n):
+        """Both operands and the sum through QuantizeLinear/DequantizeLinear (uint8), the pattern ORT runs as QLinearAdd."""
+        a = n.attrs
+        dq = [self.qdq(x, a[key][0], np.uint8(a[key][1]), f"{n.name}.{tag}")
+              for x, key, tag in ((n.inputs[0], "a_qparams", "a"), (n.inputs[1], "b_qparams", "b"))]
+        y = self.name(f"{n.name}.sum")
+        self.node("Add", dq, [y], name=n.name)
+        if a["relu"]:
+            r = self.name(f"{n.name}.relu")
+            self.node("Relu", [y], [r])
+            y = r
+        self.qdq(y, a["out_qparams"][0], np.uint8(a["out_qparams"][1]), f"{n.name}.out", out=n.outputs[0])
 
     def quantized_gather(self, n):
         a = n.attrs
@@ -292,6 +302,8 @@ def to_onnx(model: GraphModule):
             w.quantized_gather(n)
         elif n.op_type == "QuantizedMatMul":
             w.quantized_matmul(n)
+        elif n.op_type == "QuantizedAdd":
+            w.quantized_add(n)
         else:
             w.float_node(n)
     read = {i for node in w.nodes for i in node.input}

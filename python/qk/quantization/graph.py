@@ -85,7 +85,7 @@ def compare_nodes(fp: GraphModule, qm: GraphModule, batches) -> list:
     dicts). The quantized model's error up to that node counts (cumulative)."""
     qm = without_chains(qm)  # the values compared are float, as in fp
     nodes = [n for n in qm.graph.nodes
-             if n.op_type in ("QuantizedLinear", "QuantizedConv", "QuantizedGather", "QuantizedMatMul")]
+             if n.op_type in ("QuantizedLinear", "QuantizedConv", "QuantizedGather", "QuantizedMatMul", "QuantizedAdd")]
     names = [n.outputs[0] for n in nodes]
     acc = {name: [0.0, 0.0, 0.0, 0.0] for name in names}  # signal, noise, dot, |q|^2
     for b in batches:
@@ -146,6 +146,16 @@ def layer_input_rows(node: Node, x: np.ndarray) -> np.ndarray:
 
 def _activation_matmul(g: Graph, node: Node) -> bool:
     return node.op_type == "MatMul" and not any(i in g.constants for i in node.inputs[:2])
+
+
+def _activation_add(g: Graph, node: Node) -> bool:
+    return node.op_type == "Add" and len(node.inputs) == 2 and not any(i in g.constants for i in node.inputs)
+
+
+def _check_add_config(node: Node, cfg) -> None:
+    if not isinstance(cfg, QConfig) or cfg.mode != "static" or cfg.activation.bits != 8 or cfg.activation.signed:
+        raise ValueError(f"layers[{node.name!r}]: a quantized Add needs a static QConfig with uint8 activations "
+                         f"(e.g. qk.quant.INT8_STATIC), got {cfg!r}")
 
 
 def _observer_for(cfg: QConfig, signed: bool):
@@ -209,7 +219,10 @@ def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict 
     QK^T and PV) statically: uint8 left operand, int8 symmetric right operand;
     `rounding="gptq"` and `bias_correction` use statistics of each layer's
     inputs gathered during calibration (as on qk.nn models; grouped
-    convolutions keep round-to-nearest)."""
+    convolutions keep round-to-nearest). Add stays float unless `layers`
+    names it (``layers={"Add": INT8_STATIC}`` or a node name): an Add of two
+    activations then runs on uint8 (qk.quantized_add), with a following
+    ReLU fused, and joins the integer chains of the convolutions around it."""
     if not isinstance(model, GraphModule):
         raise TypeError(f"model: expected a qk.graph.GraphModule, got {type(model).__name__}")
     if not isinstance(qconfig, QConfig):
@@ -229,6 +242,15 @@ def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict 
             plan[node.name] = "table"
             continue
         if layer_weight(g, node) is None:
+            add_cfg = layers.get(node.name, layers.get("Add")) if _activation_add(g, node) else None
+            if add_cfg is not None:
+                _check_add_config(node, add_cfg)
+                plan[node.name] = "add"
+                relu = _relu_after(g, node)
+                for v in (node.inputs[0], node.inputs[1], (relu or node).outputs[0]):
+                    if v not in observers:
+                        observers[v] = add_cfg.make_activation_observer()
+                continue
             if activation_matmul and _activation_matmul(g, node) and qconfig.mode == "static" and \
                     layers.get(node.name, layers.get(node.op_type, qconfig)) is not None:
                 plan[node.name] = "activation_matmul"
@@ -350,7 +372,7 @@ class NativeConv:
         from .. import _conv_ops
 
         c = self.core
-        xq = x if nhwc_input else np.ascontiguousarray(c.prepare_input(x).transpose(0, 2, 3, 1))
+        xq = x if nhwc_input else _to_nhwc(c.prepare_input(x))
         key = (xq.shape, tuple(strides), tuple(dilations), tuple(pads), out_qparams)
         call = self._calls.get(key)
         if call is None:
@@ -364,7 +386,7 @@ class NativeConv:
             call = self._calls[key] = self._direct_call(xq.shape, y.shape, y.dtype, strides, dilations, pads,
                                                         out_qparams)
         y = call(xq)
-        return y if out_qparams is not None else np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+        return y if out_qparams is not None else _to_nchw(y)
 
     def _direct_call(self, in_shape, out_shape, out_dtype, strides, dilations, pads, out_qparams):
         from .. import _qk
@@ -386,6 +408,26 @@ class NativeConv:
         return call
 
 
+def _to_nhwc(q: np.ndarray) -> np.ndarray:
+    """uint8 (N, C, H, W) -> contiguous (N, H, W, C), on the native transpose."""
+    from .. import _qk
+
+    n, c, h, w = q.shape
+    out = np.empty((n, h, w, c), np.uint8)
+    _qk.nchw_to_nhwc_u8(np.ascontiguousarray(q), n, c, h * w, out)
+    return out
+
+
+def _to_nchw(y: np.ndarray) -> np.ndarray:
+    """float32 (N, H, W, C) -> contiguous (N, C, H, W), on the native transpose."""
+    from .. import _qk
+
+    n, h, w, c = y.shape
+    out = np.empty((n, c, h, w), np.float32)
+    _qk.nhwc_to_nchw_f32(np.ascontiguousarray(y), n, h * w, c, out)
+    return out
+
+
 def _out_qparams(attrs):
     """(scale, zero point, qmin, qmax) a chained conv requantizes and clamps its output to, or None."""
     q = attrs.get("out_nhwc")
@@ -398,8 +440,10 @@ def chain_integer_convs(g: Graph) -> Graph:
     quantization) hands them its output as uint8 NHWC, requantized in its
     epilogue to their input scale and zero point ("out_nhwc"; the readers get
     "in_nhwc"), instead of float NCHW that each reader quantizes and
-    transposes again. A Relu or Clip in between (ReLU6) becomes the
-    requantization's clamp: quantizing is monotone, so q(clip(y, lo, hi)) =
+    transposes again. A quantized Add (asked for in prepare's `layers`)
+    reads chained values as uint8 too, and hands its own output on the same
+    way when its readers share its output grid. A Relu or Clip in between
+    (ReLU6) becomes the requantization's clamp: quantizing is monotone, so q(clip(y, lo, hi)) =
     clip(q(y), q(lo), q(hi)); a MaxPool after them runs on the uint8 values
     (QuantizedMaxPool), as q(max(y)) = max(q(y)). The same numbers either
     way, bit for bit."""
@@ -412,6 +456,33 @@ def chain_integer_convs(g: Graph) -> Graph:
     def input_qparams(node):
         core = _conv_cores(node.attrs)[0]
         return float(core.x_scale), int(core.x_zero_point)
+
+    def reader_qparams(node, value):
+        """The (scale, zero point) `node` quantizes `value` to, if it can take it as uint8 NHWC, else None."""
+        if native_ok(node) and node.inputs[0] == value and value not in node.inputs[1:]:
+            return input_qparams(node)
+        if node.op_type == "QuantizedAdd" and node.inputs.count(value) == 1:
+            return tuple(node.attrs["a_qparams" if node.inputs[0] == value else "b_qparams"])
+        return None
+
+    def chain_readers(value, qparams=None):
+        """The readers of `value` and their common quantization, if all can take it as uint8 NHWC."""
+        readers = g.consumers(value)
+        if value in g.outputs or not readers:
+            return None
+        found = {reader_qparams(r, value) for r in readers}
+        if None in found or len(found) != 1 or (qparams is not None and found != {qparams}):
+            return None
+        return readers, found.pop()
+
+    def mark(readers, value):
+        for r in readers:
+            if r.op_type == "QuantizedAdd":
+                flags = list(r.attrs.get("in_nhwc", (False, False)))
+                flags[r.inputs.index(value)] = True
+                r.attrs["in_nhwc"] = tuple(flags)
+            else:
+                r.attrs["in_nhwc"] = True
 
     def clamp_of(node):
         """(lo, hi) of a Relu or a Clip with constant bounds (None: unbounded), or None."""
@@ -434,6 +505,13 @@ def chain_integer_convs(g: Graph) -> Graph:
         return int(_quant_ops.quantize(np.array([v], np.float32), scale, zp, dtype=np.uint8)[0])
 
     for node in list(g.nodes):
+        if node.op_type == "QuantizedAdd":  # requantizes to its own output grid; its readers must share it
+            found = chain_readers(node.outputs[0], tuple(node.attrs["out_qparams"]))
+            if found is not None:
+                scale, zp = found[1]
+                node.attrs["out_nhwc"] = (scale, zp, zp if node.attrs["relu"] else 0, 255)
+                mark(found[0], node.outputs[0])
+            continue
         if not native_ok(node) or node.outputs[0] in g.outputs:
             continue
         clip = g.only_consumer(node.outputs[0])
@@ -445,15 +523,10 @@ def chain_integer_convs(g: Graph) -> Graph:
         if not _uint8_max_pool_ok(pool) or value in g.outputs:
             pool = None
         read = pool.outputs[0] if pool is not None else value  # what the readers read
-        readers = g.consumers(read)
-        if read in g.outputs or not readers:
+        found = chain_readers(read)
+        if found is None:
             continue
-        if not all(native_ok(r) and r.inputs[0] == read and read not in r.inputs[1:] for r in readers):
-            continue
-        qparams = {input_qparams(r) for r in readers}
-        if len(qparams) != 1:
-            continue
-        scale, zp = qparams.pop()
+        readers, (scale, zp) = found
         qmin = 0 if bounds[0] is None else q(bounds[0], scale, zp)
         qmax = 255 if bounds[1] is None else q(bounds[1], scale, zp)
         attrs = dict(node.attrs, out_nhwc=(scale, zp, qmin, qmax))
@@ -464,8 +537,7 @@ def chain_integer_convs(g: Graph) -> Graph:
         if pool is not None:  # max commutes with the (monotone) quantization too
             g.replace([pool], [Node("QuantizedMaxPool", list(pool.inputs), list(pool.outputs), dict(pool.attrs),
                                     pool.name)])
-        for r in readers:
-            r.attrs["in_nhwc"] = True
+        mark(readers, read)
     return g
 
 
@@ -476,23 +548,47 @@ def _uint8_max_pool_ok(node) -> bool:
 
 
 def _run_max_pool_nhwc(attrs, x):
-    """MaxPool over uint8 NHWC values of an integer chain. Padding is 0, the
-    smallest uint8: every window holds a real value, which is >= 0."""
+    """MaxPool over uint8 NHWC values of an integer chain, on the native
+    kernel: a window's max over its real taps (padding cannot win: every
+    window holds a real value, and uint8 values are >= 0)."""
+    from .. import _qk
     from ..graph.ops_nn import _pool_geometry
 
-    xd = graph_ops.data_of(x)
+    xd = np.ascontiguousarray(graph_ops.data_of(x))
     n, h, w, c = xd.shape
-    (kh, kw), strides, dil, pads, extra, (oh, ow) = _pool_geometry(attrs, (n, c, h, w))
-    widths = ((0, 0), (pads[0], pads[2] + extra[0]), (pads[1], pads[3] + extra[1]), (0, 0))
-    xp = np.pad(xd, widths) if any(np.ravel(widths)) else xd
-    # The float pools' taps, on (N, C, H, W) views of the NHWC arrays.
-    out = np.empty((n, oh, ow, c), xd.dtype)
-    out_nchw = out.transpose(0, 3, 1, 2)
-    taps = [v for _, _, v in _taps(xp.transpose(0, 3, 1, 2), kh, kw, strides, dil, oh, ow)]
-    np.copyto(out_nchw, taps[0])
-    for view in taps[1:]:
-        np.maximum(out_nchw, view, out=out_nchw)
+    (kh, kw), strides, dil, pads, _, (oh, ow) = _pool_geometry(attrs, (n, c, h, w))
+    out = np.empty((n, oh, ow, c), np.uint8)
+    _qk.max_pool_u8(xd, (n, h, w, c, kh, kw, *strides, *dil, pads[0], pads[1], oh, ow), out)
     return out
+
+
+def _run_quantized_add(attrs, a, b):
+    """The uint8 Add (qk.quantized_add) of two values: float NCHW ones are
+    quantized first; uint8 NHWC ones come from chained producers ("in_nhwc",
+    one flag per input). The result is float NCHW, dequantized, or with
+    "out_nhwc" the uint8 NHWC input of the chained readers."""
+    from .. import _quant_ops
+
+    (sa, za), (sb, zb), (so, zo) = attrs["a_qparams"], attrs["b_qparams"], attrs["out_qparams"]
+    chained = attrs.get("in_nhwc", (False, False))
+    qs = []
+    for x, (scale, zp), nhwc in ((a, (sa, za), chained[0]), (b, (sb, zb), chained[1])):
+        xd = graph_ops.data_of(x)
+        # every operand as a logical NCHW array (a view of the NHWC ones)
+        qs.append(xd.transpose(0, 3, 1, 2) if nhwc else
+                  _quant_ops.quantize(np.ascontiguousarray(xd, np.float32), scale, zp, dtype=np.uint8))
+    out_nhwc = "out_nhwc" in attrs
+    if all(chained) and out_nhwc and qs[0].shape == qs[1].shape:  # the chain's case: NHWC throughout
+        qa, qb = (graph_ops.data_of(v) for v in (a, b))
+    else:
+        qa, qb = np.broadcast_arrays(*qs)
+        if out_nhwc:
+            qa, qb = qa.transpose(0, 2, 3, 1), qb.transpose(0, 2, 3, 1)
+        qa, qb = np.ascontiguousarray(qa), np.ascontiguousarray(qb)
+    q = _quant_ops.quantized_add(qa, qb, sa, za, sb, zb, so, zo, relu=attrs["relu"])
+    if out_nhwc:
+        return q
+    return Tensor(_quant_ops.dequantize(q, so, zo))
 
 
 def without_chains(model: GraphModule) -> GraphModule:
@@ -626,6 +722,7 @@ graph_ops.register("QuantizedLinear")(_run_linear)
 graph_ops.register("QuantizedConv")(_run_conv)
 graph_ops.register("QuantizedGather")(_run_gather)
 graph_ops.register("QuantizedMaxPool")(_run_max_pool_nhwc)
+graph_ops.register("QuantizedAdd")(_run_quantized_add)
 
 
 def _table_node(g: Graph, node: Node) -> Node:
@@ -694,6 +791,18 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
         if cfg == "table":
             g.replace([node], [_table_node(g, node)])
             continue
+        if cfg == "add":
+            relu = _relu_after(g, node)
+            out = (relu or node).outputs[0]
+            qps = [x_qparams.get(v) for v in (node.inputs[0], node.inputs[1], out)]
+            if all(q is not None for q in qps):
+                a_q, b_q, o_q = [(float(np.asarray(q[0]).reshape(-1)[0]), int(np.asarray(q[1]).reshape(-1)[0]))
+                                 for q in qps]
+                g.replace([node] + ([relu] if relu is not None else []),
+                          [Node("QuantizedAdd", node.inputs[:2], [out],
+                                {"a_qparams": a_q, "b_qparams": b_q, "out_qparams": o_q, "relu": relu is not None,
+                                 "scheme": "int8 static (uint8 Add)", "source_op": "Add", "weight": ""}, node.name)])
+            continue
         if cfg == "activation_matmul":
             a_q, b_q = x_qparams.get(node.inputs[0]), x_qparams.get((node.inputs[1], "signed"))
             if a_q is not None and b_q is not None:
@@ -757,6 +866,16 @@ def convert(prepared: PreparedGraph) -> GraphModule:
     x_qparams = {}
     for node in g.nodes:
         cfg = prepared.quant_plan.get(node.name)
+        if cfg == "add":
+            relu = _relu_after(g, node)
+            keys = (node.inputs[0], node.inputs[1], (relu or node).outputs[0])
+            if not any(k in prepared.huge for k in keys):
+                for k in keys:
+                    if not prepared.observers[k].observed or k not in prepared.finite:
+                        raise NotCalibratedError(f"node {node.name!r}: the value {k!r} held no finite value in "
+                                                 "calibration; run qk.ptq.calibrate(prepared, data) before convert")
+                    x_qparams[k] = prepared.observers[k].qparams()
+            continue
         if cfg == "activation_matmul":
             keys = (node.inputs[0], (node.inputs[1], "signed"))
             if not any(k[0] in prepared.huge if isinstance(k, tuple) else k in prepared.huge for k in keys):

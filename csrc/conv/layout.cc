@@ -1,0 +1,42 @@
+#include "conv/layout.h"
+
+#include "parallel/parallel.h"
+
+namespace qk::conv {
+namespace {
+
+// out[p * rows + r] = x[r * cols + p] for a (rows, cols) matrix, in tiles of
+// kTile x kTile so reads and writes both stay within a few cache lines.
+template <typename T>
+void transpose(const T* x, size_t rows, size_t cols, T* out) {
+  constexpr size_t kTile = 32;
+  for (size_t p0 = 0; p0 < cols; p0 += kTile) {
+    const size_t p1 = p0 + kTile < cols ? p0 + kTile : cols;
+    for (size_t r0 = 0; r0 < rows; r0 += kTile) {
+      const size_t r1 = r0 + kTile < rows ? r0 + kTile : rows;
+      for (size_t p = p0; p < p1; ++p)
+        for (size_t r = r0; r < r1; ++r) out[p * rows + r] = x[r * cols + p];
+    }
+  }
+}
+
+template <typename T>
+void transpose_images(const T* x, size_t batch, size_t rows, size_t cols, T* out) {
+  const size_t image = rows * cols;
+  parallel_for(batch, image >= (size_t(1) << 16) ? 1 : (size_t(1) << 16) / (image ? image : 1), 1,
+               [&](size_t begin, size_t end) {
+                 for (size_t b = begin; b < end; ++b) transpose(x + b * image, rows, cols, out + b * image);
+               });
+}
+
+}  // namespace
+
+void nchw_to_nhwc(const uint8_t* x, size_t batch, size_t channels, size_t pixels, uint8_t* out) {
+  transpose_images(x, batch, channels, pixels, out);
+}
+
+void nhwc_to_nchw(const float* x, size_t batch, size_t pixels, size_t channels, float* out) {
+  transpose_images(x, batch, pixels, channels, out);
+}
+
+}  // namespace qk::conv

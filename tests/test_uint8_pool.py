@@ -1,0 +1,32 @@
+"""The uint8 NHWC MaxPool of integer chains (QuantizedMaxPool, on the native
+kernel) against the float MaxPool on the same values, exactly: kernels,
+strides, dilations, asymmetric pads, ceil mode, odd and tiny images."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from qk.graph import ops as graph_ops
+
+CASES = [dict(kernel_shape=k, strides=s, dilations=d, pads=p, ceil_mode=c)
+         for k, s, d, p, c in itertools.product([(1, 1), (2, 2), (3, 3), (3, 2)], [(1, 1), (2, 2), (2, 1)],
+                                                [(1, 1), (2, 2)], [(0, 0, 0, 0), (1, 1, 1, 1), (1, 0, 2, 1)], [0, 1])
+         if p[0] < k[0] and p[2] < k[0] and p[1] < k[1] and p[3] < k[1]]
+
+
+@pytest.mark.parametrize("attrs", CASES[::3] + CASES[1::7], ids=lambda a: "-".join(str(v) for v in a.values()))
+@pytest.mark.parametrize("shape", [(1, 5, 7, 3), (2, 9, 8, 17), (1, 16, 16, 64)], ids=str)
+def test_uint8_max_pool_matches_the_float_pool(attrs, shape, threads):
+    rng = np.random.default_rng(hash(shape) % 1000)
+    x = rng.integers(0, 256, shape, dtype=np.uint8)
+    try:
+        want = graph_ops.get("MaxPool").run(dict(attrs), x.transpose(0, 3, 1, 2).astype(np.float32))
+    except ValueError:
+        pytest.skip("a geometry the float pool refuses")
+    want = graph_ops.data_of(want).transpose(0, 2, 3, 1).astype(np.uint8)
+    got = graph_ops.get("QuantizedMaxPool").run(dict(attrs), x)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, want)
