@@ -167,3 +167,14 @@ def test_int8_conv2d_bad_input_names_the_argument(kwargs, error, match):
 def test_pack_int8_conv_weight_bad_input(w, groups, match):
     with pytest.raises((TypeError, ValueError), match=match):
         qk.pack_int8_conv_weight(w, groups)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 64, 64), (3, 17, 5, 7), (1, 64, 33, 31), (0, 3, 4, 4)], ids=str)
+def test_native_layout_transposes_at_the_chain_edges(shape, threads):
+    from qk.quantization.graph import _to_nchw, _to_nhwc
+
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, 256, shape, dtype=np.uint8)
+    np.testing.assert_array_equal(_to_nhwc(q), q.transpose(0, 2, 3, 1))
+    y = rng.standard_normal(shape).astype(np.float32)
+    np.testing.assert_array_equal(_to_nchw(y), y.transpose(0, 3, 1, 2))
