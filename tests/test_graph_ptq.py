@@ -264,6 +264,13 @@ def test_weight_only_and_fp16_graphs_match_the_sequential_path_and_export(method
     assert ("Cast" if method == "fp16" else "DequantizeLinear") in {n.op_type for n in proto.graph.node}
     theirs = _sess(tmp_path / "q.onnx").run(None, {"input": xt})[0]
     assert np.abs(theirs - got).max() <= 0.01 * np.abs(got).max()
+    int4 = {i.name for i in proto.graph.initializer if i.data_type == TensorProto.INT4}
+    if method.startswith("int4"):  # 4-bit weights stored as INT4, two per byte, at opset 21
+        assert proto.opset_import[0].version >= 21 and any(name.endswith("weight_q") for name in int4)
+    else:
+        assert not int4
+    if method == "int4 weight-only":  # and qk reads them back to the same model
+        assert np.array_equal(qk.onnx.load(tmp_path / "q.onnx").run({"input": xt})["output"], got)
 
 
 def test_quantized_graphs_save_and_load_without_pickle(digits_cnn, tmp_path):

@@ -68,12 +68,22 @@ class _Writer:
     def qdq_input(self, x, core, base):
         return self.qdq(x, core.x_scale, np.uint8(core.x_zero_point), f"{base}.x")
 
-    def dq_weight(self, wq, w_scale, axis, base):
-        w = self.const(f"{base}.weight_q", wq.astype(np.int8))
+    def int_const(self, base, q, bits):
+        """An integer initializer: int8, or at bits <= 4 ONNX's INT4 (two values per byte, opset 21)."""
+        if bits > 4:
+            return self.const(base, np.asarray(q, np.int8))
+        name = self.name(base)
+        q = np.asarray(q, np.int8)
+        self.inits[name] = self.onnx.helper.make_tensor(name, self.onnx.TensorProto.INT4, q.shape,
+                                                        q.ravel().tolist())
+        return name
+
+    def dq_weight(self, wq, w_scale, axis, base, bits=8):
+        w = self.int_const(f"{base}.weight_q", wq, bits)
         s = self.const(f"{base}.w_scale", np.asarray(w_scale, np.float32))
         out = self.name(f"{base}.weight")
-        self.node("DequantizeLinear", [w, s, self.const(f"{base}.w_zero_point", np.zeros(len(w_scale), np.int8))],
-                  [out], axis=axis)
+        zp = self.int_const(f"{base}.w_zero_point", np.zeros(len(w_scale), np.int8), bits)
+        self.node("DequantizeLinear", [w, s, zp], [out], axis=axis)
         return out
 
     def dq_bias(self, bias, scale, base):
@@ -123,7 +133,7 @@ class _Writer:
         q = core.weight_q()
         if core.group_size is None:
             w = self.dq_weight(q.reshape(conv_shape) if conv_shape else q.T.copy(), core.scales, 0 if conv_shape else 1,
-                               base)
+                               base, core.bits)
         else:
             if conv_shape:
                 raise ValueError(f"node {base!r}: grouped weight-only convolutions cannot be exported yet")
@@ -131,9 +141,9 @@ class _Writer:
                 raise ValueError(f"node {base!r}: grouped weight-only layers need opset 21 (blocked DequantizeLinear)")
             w = self.name(f"{base}.weight")
             scale = self.const(f"{base}.w_scale", core.scales.T.copy())  # (groups, N)
-            zp = self.const(f"{base}.w_zero_point", np.zeros(core.scales.T.shape, np.int8))
-            self.node("DequantizeLinear", [self.const(f"{base}.weight_q", q.T.copy()), scale, zp], [w], axis=0,
-                      block_size=core.group_size)
+            zp = self.int_const(f"{base}.w_zero_point", np.zeros(core.scales.T.shape, np.int8), core.bits)
+            self.node("DequantizeLinear", [self.int_const(f"{base}.weight_q", q.T.copy(), core.bits), scale, zp], [w],
+                      axis=0, block_size=core.group_size)
         bias = None if core.bias is None else self.const(f"{base}.bias", core.bias)
         return w, bias
 
@@ -275,8 +285,9 @@ def _merged_float_core(cores):
 def _opset(g) -> int:
     ops = set(g.op_histogram())
     need = 13
-    if any(getattr(n.attrs.get("core"), "group_size", None) for n in g.nodes if n.op_type == "QuantizedLinear"):
-        need = 21  # blocked DequantizeLinear
+    cores = [c for n in g.nodes for c in ([n.attrs["core"]] if "core" in n.attrs else n.attrs.get("cores") or [])]
+    if any(getattr(c, "group_size", None) or getattr(c, "bits", 8) <= 4 for c in cores if isinstance(c, WeightOnlyCore)):
+        need = 21  # blocked DequantizeLinear, INT4 weights
     if "LayerNormalization" in ops:
         need = max(need, 17)
     if "Gelu" in ops:
@@ -320,7 +331,8 @@ def to_onnx(model: GraphModule):
 
     graph = h.make_graph(w.nodes, g.metadata.get("graph_name") or "qk", [info(i, True) for i in g.inputs],
                          [info(o, False) for o in g.outputs],
-                         initializer=[onnx.numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+                         initializer=[v if isinstance(v, onnx.TensorProto) else onnx.numpy_helper.from_array(np.asarray(v), k)
+                                      for k, v in inits.items()])
     proto = h.make_model(graph, opset_imports=[h.make_opsetid("", w.opset)], producer_name="qk")
     proto.ir_version = min(proto.ir_version, 10)
     props = dict(g.metadata.get("metadata_props") or {})

@@ -64,9 +64,13 @@ def _np_dtype(elem_type: int, where: str):
 
 def _tensor(t, where: str) -> np.ndarray:
     onnx = _onnx()
-    _np_dtype(t.data_type, where)
+    # 4-bit integers (quantized weights) are read into int8 / uint8: DequantizeLinear gives the same values
+    widened = {onnx.TensorProto.INT4: np.int8, onnx.TensorProto.UINT4: np.uint8}.get(t.data_type)
+    if widened is None:
+        _np_dtype(t.data_type, where)
     try:
-        return np.asarray(onnx.numpy_helper.to_array(t))
+        arr = np.asarray(onnx.numpy_helper.to_array(t))
+        return arr.astype(widened) if widened is not None else arr
     except Exception as e:
         raise ValueError(f"{where}: cannot read tensor {t.name!r} ({e})") from None
 
