@@ -2,9 +2,11 @@
 // flags): the reference the other paths match.
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "conv/depthwise_kernels.h"
 
 namespace qk::conv::scalar {
+constexpr size_t kLanes = 4;  // int32 lanes of one vector register
 #include "conv/depthwise_kernel.inc"
 }  // namespace qk::conv::scalar
