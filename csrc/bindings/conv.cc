@@ -81,32 +81,30 @@ void convolve(const py::array& x, const std::array<size_t, 16>& geometry, int32_
   run(xp, s, ep, op);
 }
 
+// A layout change of (n, rows, cols) images into (n, cols, rows): x and out
+// must hold n * rows * cols elements of T.
+template <typename T>
+void bind_transpose(py::module_& m, const char* name, void (*fn)(const T*, size_t, size_t, size_t, T*)) {
+  m.def(
+      name,
+      [fn](const py::array& x, size_t n, size_t rows, size_t cols, py::array& out) {
+        const size_t size = product(product(n, rows, "x"), cols, "x");
+        const T* xp = input_data<T>(x, "x", size);
+        T* op = output_data<T>(out, "out", size);
+        py::gil_scoped_release release;
+        fn(xp, n, rows, cols, op);
+      },
+      py::arg("x"), py::arg("n"), py::arg("rows"), py::arg("cols"), py::arg("out"));
+}
+
 }  // namespace
 
 void bind_conv(py::module_& m) {
   m.def("depthwise_path", [] { return std::string(isa_name(conv::depthwise_isa())); });
 
   // (N, C, H, W) uint8 -> (N, H, W, C), and (N, H, W, C) float -> (N, C, H, W).
-  m.def(
-      "nchw_to_nhwc_u8",
-      [](const py::array& x, size_t n, size_t c, size_t pixels, py::array& out) {
-        const size_t size = product(product(n, c, "x"), pixels, "x");
-        const uint8_t* xp = input_data<uint8_t>(x, "x", size);
-        uint8_t* op = output_data<uint8_t>(out, "out", size);
-        py::gil_scoped_release release;
-        conv::nchw_to_nhwc(xp, n, c, pixels, op);
-      },
-      py::arg("x"), py::arg("n"), py::arg("c"), py::arg("pixels"), py::arg("out"));
-  m.def(
-      "nhwc_to_nchw_f32",
-      [](const py::array& x, size_t n, size_t pixels, size_t c, py::array& out) {
-        const size_t size = product(product(n, c, "x"), pixels, "x");
-        const float* xp = input_data<float>(x, "x", size);
-        float* op = output_data<float>(out, "out", size);
-        py::gil_scoped_release release;
-        conv::nhwc_to_nchw(xp, n, pixels, c, op);
-      },
-      py::arg("x"), py::arg("n"), py::arg("pixels"), py::arg("c"), py::arg("out"));
+  bind_transpose<uint8_t>(m, "nchw_to_nhwc_u8", conv::nchw_to_nhwc);
+  bind_transpose<float>(m, "nhwc_to_nchw_f32", conv::nhwc_to_nchw);
 
   // geometry: batch, height, width, channels, kernel_h, kernel_w, stride_h,
   // stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w.
