@@ -567,7 +567,7 @@ def _run_quantized_add(attrs, a, b):
     quantized first; uint8 NHWC ones come from chained producers ("in_nhwc",
     one flag per input). The result is float NCHW, dequantized, or with
     "out_nhwc" the uint8 NHWC input of the chained readers."""
-    from .. import _quant_ops
+    from .. import _qk, _quant_ops
 
     (sa, za), (sb, zb), (so, zo) = attrs["a_qparams"], attrs["b_qparams"], attrs["out_qparams"]
     chained = attrs.get("in_nhwc", (False, False))
@@ -585,7 +585,12 @@ def _run_quantized_add(attrs, a, b):
         if out_nhwc:
             qa, qb = qa.transpose(0, 2, 3, 1), qb.transpose(0, 2, 3, 1)
         qa, qb = np.ascontiguousarray(qa), np.ascontiguousarray(qb)
-    q = _quant_ops.quantized_add(qa, qb, sa, za, sb, zb, so, zo, relu=attrs["relu"])
+    if "_add_args" not in attrs:  # checked once (qk.quantized_add's checks), then the kernel directly
+        _quant_ops.quantized_add(qa[:0], qb[:0], sa, za, sb, zb, so, zo, relu=attrs["relu"])
+        attrs["_add_args"] = (float(np.float32(sa)), int(za), float(np.float32(sb)), int(zb), float(np.float32(so)),
+                              int(zo), int(zo) if attrs["relu"] else 0, 255)
+    q = np.empty(qa.shape, np.uint8)
+    _qk.add_quantized(qa, qb, q, *attrs["_add_args"])
     if out_nhwc:
         return q
     return Tensor(_quant_ops.dequantize(q, so, zo))
