@@ -30,3 +30,21 @@ def test_uint8_max_pool_matches_the_float_pool(attrs, shape, threads):
     got = graph_ops.get("QuantizedMaxPool").run(dict(attrs), x)
     assert got.dtype == np.uint8
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 8, 8, 64), (3, 5, 7, 17)], ids=str)
+def test_uint8_global_average_pool_sums_exactly(shape):
+    """From uint8 NHWC (chained) or from float NCHW values on the grid, the same
+    result, which is the float pool's up to float32 rounding."""
+    rng = np.random.default_rng(sum(shape))
+    q = rng.integers(0, 256, shape, dtype=np.uint8)
+    scale, zp = 0.0173, 37
+    attrs = {"qparams": (scale, zp)}
+    op = graph_ops.get("QuantizedGlobalAveragePool").run
+    chained = graph_ops.data_of(op(dict(attrs, in_nhwc=True), q))
+    floats = (q.transpose(0, 3, 1, 2).astype(np.float32) - np.float32(zp)) * np.float32(scale)
+    plain = graph_ops.data_of(op(dict(attrs), floats))
+    np.testing.assert_array_equal(chained, plain)
+    want = floats.astype(np.float64).mean(axis=(2, 3), keepdims=True)
+    np.testing.assert_allclose(chained, want, rtol=1e-6, atol=1e-6 * scale * 255)
+    assert chained.shape == (shape[0], shape[3], 1, 1) and chained.dtype == np.float32

@@ -315,6 +315,8 @@ def to_onnx(model: GraphModule):
             w.quantized_matmul(n)
         elif n.op_type == "QuantizedAdd":
             w.quantized_add(n)
+        elif n.op_type == "QuantizedGlobalAveragePool":  # its input is on its grid: the float pool is the same
+            w.node("GlobalAveragePool", n.inputs, n.outputs, name=n.name)
         else:
             w.float_node(n)
     read = {i for node in w.nodes for i in node.input}

@@ -445,8 +445,10 @@ def chain_integer_convs(g: Graph) -> Graph:
     way when its readers share its output grid. A Relu or Clip in between
     (ReLU6) becomes the requantization's clamp: quantizing is monotone, so q(clip(y, lo, hi)) =
     clip(q(y), q(lo), q(hi)); a MaxPool after them runs on the uint8 values
-    (QuantizedMaxPool), as q(max(y)) = max(q(y)). The same numbers either
-    way, bit for bit."""
+    (QuantizedMaxPool), as q(max(y)) = max(q(y)); a GlobalAveragePool
+    reading a chained value sums its uint8 values exactly
+    (QuantizedGlobalAveragePool, which without_chains keeps, so both forms
+    give the same numbers). The same numbers either way, bit for bit."""
     from .. import _quant_ops
     from ..graph.simplify import scalar
 
@@ -457,30 +459,40 @@ def chain_integer_convs(g: Graph) -> Graph:
         core = _conv_cores(node.attrs)[0]
         return float(core.x_scale), int(core.x_zero_point)
 
+    any_grid = ("any",)  # a reader that takes the value on whatever grid it comes
+
     def reader_qparams(node, value):
         """The (scale, zero point) `node` quantizes `value` to, if it can take it as uint8 NHWC, else None."""
         if native_ok(node) and node.inputs[0] == value and value not in node.inputs[1:]:
             return input_qparams(node)
         if node.op_type == "QuantizedAdd" and node.inputs.count(value) == 1:
             return tuple(node.attrs["a_qparams" if node.inputs[0] == value else "b_qparams"])
+        if node.op_type == "GlobalAveragePool":
+            return any_grid
         return None
 
     def chain_readers(value, qparams=None):
-        """The readers of `value` and their common quantization, if all can take it as uint8 NHWC."""
+        """The readers of `value` and their common quantization, if all can take it as uint8 NHWC
+        (a producer without a grid of its own needs one reader that names it)."""
         readers = g.consumers(value)
         if value in g.outputs or not readers:
             return None
-        found = {reader_qparams(r, value) for r in readers}
-        if None in found or len(found) != 1 or (qparams is not None and found != {qparams}):
+        found = {reader_qparams(r, value) for r in readers} - {any_grid}
+        if qparams is not None:
+            found.add(qparams)
+        if None in found or len(found) != 1:
             return None
         return readers, found.pop()
 
-    def mark(readers, value):
+    def mark(readers, value, qparams):
         for r in readers:
             if r.op_type == "QuantizedAdd":
                 flags = list(r.attrs.get("in_nhwc", (False, False)))
                 flags[r.inputs.index(value)] = True
                 r.attrs["in_nhwc"] = tuple(flags)
+            elif r.op_type == "GlobalAveragePool":  # integer sums of the uint8 values
+                g.replace([r], [Node("QuantizedGlobalAveragePool", list(r.inputs), list(r.outputs),
+                                     {"qparams": tuple(qparams), "in_nhwc": True}, r.name)])
             else:
                 r.attrs["in_nhwc"] = True
 
@@ -510,7 +522,7 @@ def chain_integer_convs(g: Graph) -> Graph:
             if found is not None:
                 scale, zp = found[1]
                 node.attrs["out_nhwc"] = (scale, zp, zp if node.attrs["relu"] else 0, 255)
-                mark(found[0], node.outputs[0])
+                mark(found[0], node.outputs[0], (scale, zp))
             continue
         if not native_ok(node) or node.outputs[0] in g.outputs:
             continue
@@ -537,7 +549,7 @@ def chain_integer_convs(g: Graph) -> Graph:
         if pool is not None:  # max commutes with the (monotone) quantization too
             g.replace([pool], [Node("QuantizedMaxPool", list(pool.inputs), list(pool.outputs), dict(pool.attrs),
                                     pool.name)])
-        mark(readers, read)
+        mark(readers, read, (scale, zp))
     return g
 
 
@@ -594,6 +606,28 @@ def _run_quantized_add(attrs, a, b):
     if out_nhwc:
         return q
     return Tensor(_quant_ops.dequantize(q, so, zo))
+
+
+def _run_global_average_pool_u8(attrs, x):
+    """GlobalAveragePool of uint8 values on the grid (scale, zero point) =
+    attrs["qparams"], from exact integer sums: (sum(q) - pixels * zp) *
+    (scale / pixels), in float64, to float32 (N, C, 1, 1). Chained (uint8
+    NHWC) or not (float NCHW values on that grid, quantized back exactly),
+    the same sums and the same result."""
+    from .. import _quant_ops
+
+    scale, zp = attrs["qparams"]
+    xd = graph_ops.data_of(x)
+    if attrs.get("in_nhwc"):
+        n, h, w, c = xd.shape
+        sums = xd.reshape(n, h * w, c).sum(axis=1, dtype=np.int64)
+    else:
+        n, c, h, w = xd.shape
+        q = _quant_ops.quantize(np.ascontiguousarray(xd, np.float32), scale, zp, dtype=np.uint8)
+        sums = q.reshape(n, c, h * w).sum(axis=2, dtype=np.int64)
+    pixels = h * w
+    y = (sums - pixels * int(zp)) * (float(scale) / pixels)
+    return Tensor(y.astype(np.float32).reshape(n, c, 1, 1))
 
 
 def without_chains(model: GraphModule) -> GraphModule:
@@ -728,6 +762,7 @@ graph_ops.register("QuantizedConv")(_run_conv)
 graph_ops.register("QuantizedGather")(_run_gather)
 graph_ops.register("QuantizedMaxPool")(_run_max_pool_nhwc)
 graph_ops.register("QuantizedAdd")(_run_quantized_add)
+graph_ops.register("QuantizedGlobalAveragePool")(_run_global_average_pool_u8)
 
 
 def _table_node(g: Graph, node: Node) -> Node:
