@@ -376,15 +376,16 @@ class NativeConv:
         key = (xq.shape, tuple(strides), tuple(dilations), tuple(pads), out_qparams)
         call = self._calls.get(key)
         if call is None:
-            # The first call of a signature goes through the validating wrapper;
-            # every call then reuses its checked geometry on the kernel directly.
+            # The validating wrapper checks the signature once, on an empty batch
+            # (the chain's clamp is not one of its arguments); every call then
+            # runs the kernel directly with the checked geometry.
             kwargs = dict(x_zero_point=c.x_zero_point, x_scale=c.x_scale, w_scale=self.w_scale, bias=self.bias,
                           strides=strides, dilations=dilations, pads=tuple(pads), relu=c.relu)
             if out_qparams is not None:
                 kwargs.update(out_dtype=np.uint8, out_scale=out_qparams[0], out_zero_point=out_qparams[1])
-            y = _conv_ops.int8_conv2d(xq, self.weight, **kwargs)
-            call = self._calls[key] = self._direct_call(xq.shape, y.shape, y.dtype, strides, dilations, pads,
-                                                        out_qparams)
+            y = _conv_ops.int8_conv2d(xq[:0], self.weight, **kwargs)
+            call = self._calls[key] = self._direct_call(xq.shape, xq.shape[:1] + y.shape[1:], y.dtype, strides,
+                                                        dilations, pads, out_qparams)
         y = call(xq)
         return y if out_qparams is not None else _to_nchw(y)
 
