@@ -3,7 +3,8 @@ and 32 and the MiniLM encoder at batch 8 x 128 tokens, run by qk (qk.onnx.load
 + run, NumPy underneath), ONNX Runtime (the same file) and torch (the model
 it was exported from), side by side at the pinned thread count. FP32 has no
 target: these rows say where qk's graph executor stands before quantization.
-The static INT8 rows (64 x 64 images) put qk's converted model (with the
+The MiniLM INT8 rows put qk's dynamic and static models beside ORT's
+quantize_dynamic of the same file. The static INT8 rows (64 x 64 images) put qk's converted model (with the
 residual Adds in float, and quantized to uint8 on request) beside qk's FP32
 model and ONNX Runtime's FP32 and own static QDQ models of the same net.
 """
@@ -69,18 +70,15 @@ def minilm(tmp_path_factory):
     model, _ = onnx_zoo.minilm()
     import onnx
 
-    return model, onnx.load(exports["torchscript"]), tok
+    return model, onnx.load(exports["torchscript"]), tok, exports["torchscript"]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_imported_minilm(measure, benchmark, minilm, impl):
-    model, proto, tok = minilm
+    model, proto, tok, _ = minilm
     batch, seq = (2, 32) if quick() else (8, 128)
     benchmark.group = f"onnx minilm {batch}x{seq} tokens"
-    rng = np.random.default_rng(0)
-    feeds = {"input_ids": rng.integers(1000, 20000, (batch, seq)).astype(np.int64),
-             "attention_mask": np.ones((batch, seq), np.int64)}
-    feeds["attention_mask"][1, seq // 2:] = 0  # one padded sentence
+    feeds = _minilm_feeds(batch, seq)
 
     class Encoder:
         def __call__(self, ids, mask):
@@ -89,6 +87,45 @@ def test_imported_minilm(measure, benchmark, minilm, impl):
     run = _runners(impl, Encoder(), proto, feeds)
     run()
     measure(impl, run)
+
+
+def _minilm_feeds(batch, seq):
+    rng = np.random.default_rng(0)
+    feeds = {"input_ids": rng.integers(1000, 20000, (batch, seq)).astype(np.int64),
+             "attention_mask": np.ones((batch, seq), np.int64)}
+    feeds["attention_mask"][1, seq // 2:] = 0  # one padded sentence
+    return feeds
+
+
+MINILM_INT8_IMPLS = ["qk int8 dynamic", "qk int8 static", "onnxruntime int8 dynamic"]
+
+
+@pytest.fixture(scope="module")
+def minilm_int8(minilm, tmp_path_factory):
+    """qk's dynamic and static INT8 MiniLM (static: calibrated on padded batches of
+    real sentences) and ORT's quantize_dynamic (per-channel int8) of the same file."""
+    ort_q = pytest.importorskip("onnxruntime.quantization")
+    _, proto, tok, path = minilm
+    fp = qk.onnx.load(proto)
+    calib = [onnx_zoo.token_feeds(tok, onnx_zoo.ENGLISH[i:i + 8]) for i in range(0, 32, 8)]
+    static = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp), calib, progress=False))
+    out = tmp_path_factory.mktemp("minilm_int8") / "dynamic.onnx"
+    ort_q.quantize_dynamic(path, str(out), per_channel=True, weight_type=ort_q.QuantType.QInt8)
+    import onnx
+
+    sess = ort_session(onnx.load(str(out)))
+    return {"qk int8 dynamic": qk.ptq.quantize_dynamic(fp).run, "qk int8 static": static.run,
+            "onnxruntime int8 dynamic": lambda feeds: sess.run(None, feeds)}
+
+
+@pytest.mark.parametrize("impl", MINILM_INT8_IMPLS)
+def test_quantized_minilm(measure, benchmark, minilm_int8, impl):
+    batch, seq = (2, 32) if quick() else (8, 128)
+    benchmark.group = f"onnx minilm {batch}x{seq} tokens"  # beside the FP32 rows
+    feeds = _minilm_feeds(batch, seq)
+    run = minilm_int8[impl]
+    run(feeds)
+    measure(impl, run, feeds)
 
 
 # --- static INT8 on 64 x 64 images -------------------------------------------------------------------
