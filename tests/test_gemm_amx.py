@@ -39,14 +39,14 @@ def reference(a, b):
     return (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)  # int32 wrap, like the tiles
 
 
-@pytest.mark.parametrize("signed", [False, True], ids=["tdpbusd", "tdpbssd"])
+@pytest.mark.parametrize("signed", [False, True], ids=["u8-a", "s8-a"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_amx_emulated_against_the_reference(shape, signed, threads):
     a, b = _operands(*shape, signed)
     assert np.array_equal(amx_matmul(a, b, emulated=True), reference(a, b))
 
 
-@pytest.mark.parametrize("signed", [False, True], ids=["tdpbusd", "tdpbssd"])
+@pytest.mark.parametrize("signed", [False, True], ids=["u8-a", "s8-a"])
 def test_amx_emulated_extremes_and_wrap(signed):
     for shape in [(17, 130, 20), (2, 70_000, 2)]:  # the second sum passes 2^31 and wraps
         a, b = _operands(*shape, signed, extreme=True)
@@ -62,7 +62,7 @@ def test_amx_real_path_needs_the_hardware():
     assert np.array_equal(amx_matmul(a, b, emulated=False), reference(a, b))
 
 
-@pytest.mark.parametrize("signed", [False, True], ids=["tdpbusd", "tdpbssd"])
+@pytest.mark.parametrize("signed", [False, True], ids=["u8-a", "s8-a"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_amx_real_matches_emulated_bit_for_bit(shape, signed, threads):
     if "amx" not in qk.available_isas():
