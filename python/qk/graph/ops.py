@@ -403,9 +403,7 @@ def _softmax_like(x, attrs, log):
     if attrs.get("coerce_2d"):  # opset < 13: softmax over the flattened trailing dims
         x = x.reshape(int(np.prod(shape[:axis], dtype=np.int64)), -1)
         axis = 1
-    y = F.log_softmax(x, axis=axis)
-    if not log:
-        y = F.exp(y)
+    y = F.log_softmax(x, axis=axis) if log else F.softmax(x, axis=axis)
     return y.reshape(shape) if attrs.get("coerce_2d") else y
 
 
