@@ -79,20 +79,25 @@ void gather_rows(const uint8_t* x, const Shape& s, size_t begin, size_t end, siz
   }
 }
 
-// The image with its padding filled with the zero point (which the
-// epilogue's zero-point correction turns into exact zeros), into `out`.
-Shape pad_image(const uint8_t* x, const Shape& s, uint8_t zp, uint8_t* out) {
+// The shape of the image with its padding stored: the same convolution, unpadded.
+Shape padded_shape(const Shape& s) {
   Shape padded = s;
   padded.height = s.height + s.pad_top + s.pad_bottom;
   padded.width = s.width + s.pad_left + s.pad_right;
   padded.pad_top = padded.pad_left = padded.pad_bottom = padded.pad_right = 0;
-  std::memset(out, zp, s.batch * padded.height * padded.width * s.channels);
+  return padded;
+}
+
+// The image of shape s into `out` (of shape padded_shape(s)), its padding
+// filled with the zero point, which the epilogue's zero-point correction
+// turns into exact zeros.
+void pad_image(const uint8_t* x, const Shape& s, const Shape& padded, uint8_t zp, uint8_t* out) {
+  std::memset(out, zp, padded.batch * padded.height * padded.width * padded.channels);
   const size_t row = s.width * s.channels;
   for (size_t b = 0; b < s.batch; ++b)
     for (size_t y = 0; y < s.height; ++y)
       std::memcpy(out + ((b * padded.height + y + s.pad_top) * padded.width + s.pad_left) * s.channels,
                   x + (b * s.height + y) * row, row);
-  return padded;
 }
 
 // The epilogue of group g: its slice of the per-channel scales and biases.
@@ -147,13 +152,10 @@ void conv2d(const uint8_t* x, const Shape& s, const gemm::PackedWeight* const* w
   const bool direct = s.groups == 1 && s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 &&
                       !has_padding;
   if (direct) return gemm::matmul(x, false, m, k, *weights[0], ep, out);
-  Shape sp = s;
-  const size_t padded_bytes =
-      has_padding ? s.batch * (s.height + s.pad_top + s.pad_bottom) * (s.width + s.pad_left + s.pad_right) * s.channels
-                  : 0;
-  const Scratch padded(ScratchSlot::kConvImage, padded_bytes);
+  const Shape sp = has_padding ? padded_shape(s) : s;
+  const Scratch padded(ScratchSlot::kConvImage, has_padding ? sp.batch * sp.height * sp.width * sp.channels : 0);
   if (has_padding) {
-    sp = pad_image(x, s, static_cast<uint8_t>(ep.a_zero_point), padded.as<uint8_t>());
+    pad_image(x, s, sp, static_cast<uint8_t>(ep.a_zero_point), padded.as<uint8_t>());
     x = padded.as<uint8_t>();
   }
   size_t block = k ? kBlockBytes / k : m;

@@ -115,6 +115,17 @@ def quantized_add(a, b, a_scale, a_zero_point, b_scale, b_zero_point, out_scale,
     b = require_array(b, "b", [np.uint8])
     if a.shape != b.shape:
         raise ValueError(f"b: expected the shape of a {a.shape}, got {b.shape}")
+    args = quantized_add_args(a_scale, a_zero_point, b_scale, b_zero_point, out_scale, out_zero_point, relu)
+    out = make_out(out, "out", a.shape, np.uint8)
+    work = work_buffer(out, a, b)
+    _qk.add_quantized(a, b, work, *args)
+    return finish(out, work)
+
+
+def quantized_add_args(a_scale, a_zero_point, b_scale, b_zero_point, out_scale, out_zero_point, relu) -> tuple:
+    """quantized_add's parameters checked and in the kernel's order (scales as
+    float32 values, zero points, then the output clamp): graph nodes check
+    them once and call the kernel with them directly."""
     params = []
     for name, scale, zp in (("a", a_scale, a_zero_point), ("b", b_scale, b_zero_point),
                             ("out", out_scale, out_zero_point)):
@@ -122,7 +133,4 @@ def quantized_add(a, b, a_scale, a_zero_point, b_scale, b_zero_point, out_scale,
                    require_int(zp, f"{name}_zero_point", 0, 255)]
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"relu: expected a bool, got {type(relu).__name__}")
-    out = make_out(out, "out", a.shape, np.uint8)
-    work = work_buffer(out, a, b)
-    _qk.add_quantized(a, b, work, *params, params[5] if relu else 0, 255)
-    return finish(out, work)
+    return (*params, params[5] if relu else 0, 255)

@@ -285,8 +285,10 @@ def _merged_float_core(cores):
 def _opset(g) -> int:
     ops = set(g.op_histogram())
     need = 13
-    cores = [c for n in g.nodes for c in ([n.attrs["core"]] if "core" in n.attrs else n.attrs.get("cores") or [])]
-    if any(getattr(c, "group_size", None) or getattr(c, "bits", 8) <= 4 for c in cores if isinstance(c, WeightOnlyCore)):
+    from ..quantization.graph import node_cores
+
+    cores = [c for n in g.nodes for c in node_cores(n) if isinstance(c, WeightOnlyCore)]
+    if any(c.group_size or c.bits <= 4 for c in cores):
         need = 21  # blocked DequantizeLinear, INT4 weights
     if "LayerNormalization" in ops:
         need = max(need, 17)

@@ -49,15 +49,15 @@ class StaticInt8Core:
     def prepare_input(self, x: np.ndarray) -> np.ndarray:
         lo, hi = self.x_range
         dtype = np.uint8 if lo >= 0 else np.int8
+        full = (0, 255) if lo >= 0 else (-128, 127)
         if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned:
             # qk.quantize's kernel call without its argument checks (this core's
             # parameters were checked when it was made): per-node cost at batch 1
             q = np.empty(x.shape, dtype)
-            full = (0, 255) if lo >= 0 else (-128, 127)
             _qk.quantize(x, q, lo >= 0, 1, 1, x.size, *self._x_params, float(full[0]), float(full[1]))
         else:
             q = qk.quantize(x, self.x_scale, self.x_zero_point, dtype=dtype)
-        if (lo, hi) != ((0, 255) if lo >= 0 else (-128, 127)):
+        if (lo, hi) != full:
             np.clip(q, lo, hi, out=q)
         return q
 

@@ -113,15 +113,18 @@ def _conv_cores(attrs) -> list:
     return [depthwise.core] if depthwise is not None else list(attrs["cores"])
 
 
+def node_cores(node: Node) -> list:
+    """The cores of a quantized layer node (a QuantizedLinear's one, a QuantizedConv's), or []."""
+    if "core" in node.attrs:
+        return [node.attrs["core"]]
+    return _conv_cores(node.attrs) if node.op_type == "QuantizedConv" else []
+
+
 def graph_size(model: GraphModule) -> int:
     """Bytes of a graph's weights: its constants, plus what its quantized nodes store."""
     total = sum(np.asarray(v).nbytes for v in model.graph.constants.values())
     for n in model.graph.nodes:
-        if "core" in n.attrs:
-            cores = [n.attrs["core"]]
-        else:
-            cores = _conv_cores(n.attrs) if n.op_type == "QuantizedConv" else []
-        for core in cores:
+        for core in node_cores(n):
             total += sum(v.nbytes for v in core.arrays().values() if v is not None)
         for key in ("table_q", "scale"):
             if key in n.attrs and n.op_type == "QuantizedGather":
@@ -598,10 +601,8 @@ def _run_quantized_add(attrs, a, b):
         if out_nhwc:
             qa, qb = qa.transpose(0, 2, 3, 1), qb.transpose(0, 2, 3, 1)
         qa, qb = np.ascontiguousarray(qa), np.ascontiguousarray(qb)
-    if "_add_args" not in attrs:  # checked once (qk.quantized_add's checks), then the kernel directly
-        _quant_ops.quantized_add(qa[:0], qb[:0], sa, za, sb, zb, so, zo, relu=attrs["relu"])
-        attrs["_add_args"] = (float(np.float32(sa)), int(za), float(np.float32(sb)), int(zb), float(np.float32(so)),
-                              int(zo), int(zo) if attrs["relu"] else 0, 255)
+    if "_add_args" not in attrs:  # checked once, then the kernel directly
+        attrs["_add_args"] = _quant_ops.quantized_add_args(sa, za, sb, zb, so, zo, attrs["relu"])
     q = np.empty(qa.shape, np.uint8)
     _qk.add_quantized(qa, qb, q, *attrs["_add_args"])
     if out_nhwc:
