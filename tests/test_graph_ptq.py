@@ -247,6 +247,87 @@ def test_minilm_dynamic_int8(minilm_setup):
     assert _cosines(lambda b: qm.run(b)["out"], batches, ref).min() > 0.97
 
 
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_minilm_smooth_quant_reaches_a_min_cosine_of_099(minilm_setup, mode, tmp_path):
+    path, fp, batches, ref = minilm_setup
+    smoothed = qk.ptq.smooth_quant(fp, batches, 0.8, progress=False)
+    # one Mul per smoothed input and encoder layer: before Q/K/V, the attention output, the FFN up and down
+    assert smoothed.graph.op_histogram()["Mul"] - fp.graph.op_histogram()["Mul"] == 4 * 6
+    assert np.abs(_cosines(lambda b: smoothed.run(b)["out"], batches, ref) - 1).max() < 1e-5
+    if mode == "static":
+        qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(smoothed), batches, progress=False))
+    else:
+        qm = qk.ptq.quantize_dynamic(smoothed)
+    cos = _cosines(lambda b: qm.run(b)["out"], batches, ref)
+    assert cos.min() > 0.99  # 0.97 without smoothing (test_minilm_static_int8_with_padded_calibration)
+    qk.onnx.export(qm, tmp_path / "q.onnx")
+    theirs = _cosines(lambda b: _sess(tmp_path / "q.onnx").run(None, b)[0], batches, ref)
+    assert np.abs(theirs - cos).max() < 0.01
+
+
+def _outlier_mlp():
+    """A traced two-layer MLP and inputs whose channel 3 is 60x the others (an outlier channel)."""
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
+    x = rng.standard_normal((256, 16)).astype(np.float32)
+    x[:, 3] *= 60
+    return GraphModule(trace(model, x[:1])), x
+
+
+def _sqnr(ref, got):
+    return 10 * np.log10((ref ** 2).sum() / ((ref - got) ** 2).sum())
+
+
+def test_smooth_quant_keeps_the_function_and_flattens_outlier_channels():
+    gm, x = _outlier_mlp()
+    smoothed = qk.ptq.smooth_quant(gm, x, 0.5, progress=False)
+    muls = [n for n in smoothed.graph.nodes if n.op_type == "Mul"]
+    assert len(muls) == 2  # one per layer input
+    ref, got = gm.run({"input": x})["output"], smoothed.run({"input": x})["output"]
+    np.testing.assert_allclose(got, ref, atol=1e-5 * np.abs(ref).max())
+    peaks = np.abs(smoothed.run({"input": x}, [muls[0].outputs[0]])[muls[0].outputs[0]]).max(0)
+    assert peaks.max() / np.median(peaks) < 0.25 * (np.abs(x).max(0).max() / np.median(np.abs(x).max(0)))
+    plain = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(gm), x, progress=False))
+    smooth_q = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(smoothed), x, progress=False))
+    assert _sqnr(ref, smooth_q.run({"input": x})["output"]) > _sqnr(ref, plain.run({"input": x})["output"]) + 3
+    assert qk.ptq.smooth_quant(gm, x, 0.0, progress=False).run({"input": x})["output"] == pytest.approx(ref, abs=1e-4)
+
+
+def test_smooth_quant_scales_gemm_weights_in_their_stored_layout():
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((5, 6)).astype(np.float32)  # (N, K): transB=1
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.ones(5, np.float32), "b")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    fp = qk.onnx.load(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    x = rng.standard_normal((32, 6)).astype(np.float32) * np.array([1, 1, 40, 1, 1, 0], np.float32)
+    smoothed = qk.ptq.smooth_quant(fp, x, 0.5, progress=False)
+    np.testing.assert_allclose(smoothed.run({"x": x})["y"], fp.run({"x": x})["y"], rtol=1e-5, atol=1e-5)
+    inv = next(v for k, v in smoothed.graph.constants.items() if k.endswith("_smooth_inv"))
+    assert inv[5] == 1.0 and inv[2] < inv[0]  # a channel that was always zero is left alone
+
+
+def test_smooth_quant_leaves_mask_dominated_inputs_and_rejects_bad_arguments():
+    fp = qk.onnx.load(_mask_model())
+    x = np.random.default_rng(1).standard_normal((8, 4)).astype(np.float32)
+    mask = np.zeros((8, 4), np.float32)
+    mask[:, -1] = -1e4
+    smoothed = qk.ptq.smooth_quant(fp, [{"x": x, "mask": mask}], progress=False)
+    assert "Mul" not in smoothed.graph.op_histogram()
+    gm, data = _outlier_mlp()
+    for alpha in (-0.1, 1.5, True, "0.5"):
+        with pytest.raises(ValueError, match="alpha: expected a number in \\[0, 1\\]"):
+            qk.ptq.smooth_quant(gm, data, alpha)
+    with pytest.raises(TypeError, match="model: expected a qk.graph.GraphModule"):
+        qk.ptq.smooth_quant(nn.Linear(2, 2), data)
+    with pytest.raises(ValueError, match="data: smoothing got no batches"):
+        qk.ptq.smooth_quant(gm, [], progress=False)
+    relu_only = GraphModule(trace(nn.Sequential(nn.ReLU()), data[:1]))
+    with pytest.raises(ValueError, match="no Linear/MatMul/Gemm layer"):
+        qk.ptq.smooth_quant(relu_only, data)
+
+
 @pytest.mark.parametrize("method", ["int8 weight-only", "int4 weight-only", "int4 grouped", "fp16"])
 def test_weight_only_and_fp16_graphs_match_the_sequential_path_and_export(method, tmp_path):
     model, _ = nn.models.train_reference("mlp", epochs=2)

@@ -90,6 +90,28 @@ def test_quantize_end_to_end(tmp_path, capsys, method):
     assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
 
 
+def test_quantize_with_smooth_quant(tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    path = _cnn(tmp_path / "m.onnx")
+    x = np.random.default_rng(1).standard_normal((40, 3, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x)
+    out = tmp_path / "m.int8.onnx"
+    base = ["quantize", str(path), "-o", str(out), "--calib", str(tmp_path / "calib.npz")]
+    assert main(base + ["--smooth", "0.5"]) == 0
+    captured = capsys.readouterr()
+    assert "(static INT8, SmoothQuant alpha 0.5)" in captured.out and "smoothing [" in captured.err
+    assert "Mul" in {n.op_type for n in onnx.load(str(out)).graph.node}  # before the Gemm
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
+    for argv, message in [(base + ["--smooth", "2"], "--smooth: expected an exponent in [0, 1], got 2.0"),
+                          (base + ["--smooth", "0.5", "--method", "fp16"], "not fp16"),
+                          (base[:4] + ["--smooth", "0.5", "--method", "dynamic"], "needs calibration data")]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_quantize_within_an_accuracy_budget(tmp_path, capsys):
     path = _cnn(tmp_path / "m.onnx")
     rng = np.random.default_rng(2)

@@ -38,6 +38,10 @@ def add_parsers(sub) -> None:
                    help="how activation ranges are chosen (static; default minmax)")
     q.add_argument("--exclude", nargs="+", default=[], metavar="NODE",
                    help="node names or op types to keep in float")
+    q.add_argument("--smooth", type=float, metavar="ALPHA",
+                   help="SmoothQuant first (static or dynamic, needs --calib): move activation outliers into the "
+                        "weights of Linear/MatMul/Gemm layers by this exponent in [0, 1]; 0.5-0.8 suits "
+                        "transformer encoders")
     q.add_argument("--batch-size", type=int, default=16, metavar="N", help="calibration batch size (default 16)")
     q.add_argument("--max-drop", type=float, metavar="X",
                    help="keep the most sensitive layers in float until the top-1 drop on --eval is at most X "
@@ -183,8 +187,9 @@ def _top1(model, feeds, labels):
     return out.reshape(len(out), -1).argmax(1) if labels is None else (out.reshape(len(out), -1).argmax(1) == labels)
 
 
-def _quantize_within(fp, args, parser, batches):
-    """auto_mixed_precision: the most sensitive layers stay float until the top-1 drop is within --max-drop."""
+def _quantize_within(fp, source, args, parser, batches):
+    """auto_mixed_precision of `source` (fp, or fp smoothed): the most sensitive
+    layers stay float until the top-1 drop against fp is within --max-drop."""
     import functools
 
     import qk
@@ -212,7 +217,7 @@ def _quantize_within(fp, args, parser, batches):
         cfg = FP16
     else:
         cfg = QConfig(weight=QScheme(args.bits, signed=True, symmetric=True, axis=0), mode="weight_only")
-    qm, report = qk.ptq.auto_mixed_precision(fp, batches, accuracy, cfg, max_drop=args.max_drop,
+    qm, report = qk.ptq.auto_mixed_precision(source, batches, accuracy, cfg, max_drop=args.max_drop,
                                             exclude=args.exclude)
     kept = ", ".join(report["kept"]) or "none"
     print(f"top-1 on --eval: FP32 {report['baseline']:.2%}, quantized {report['accuracy']:.2%} "
@@ -242,12 +247,21 @@ def quantize_main(args, parser) -> int:
         parser.error("--max-drop, --eval: give both (the drop is measured on the evaluation data) or neither")
     if args.max_drop is not None and args.max_drop < 0:
         parser.error(f"--max-drop: expected a non-negative fraction, got {args.max_drop}")
+    if args.smooth is not None:
+        if args.method not in ("static", "dynamic"):
+            parser.error(f"--smooth: SmoothQuant is for methods that quantize activations (static, dynamic), "
+                         f"not {args.method}")
+        if not args.calib:
+            parser.error("--smooth: SmoothQuant needs calibration data (--calib) for the activation ranges")
+        if not 0.0 <= args.smooth <= 1.0:
+            parser.error(f"--smooth: expected an exponent in [0, 1], got {args.smooth}")
     t0 = time.perf_counter()
     try:
+        source = fp if args.smooth is None else qk.ptq.smooth_quant(fp, batches, args.smooth)
         if args.max_drop is not None:
-            qm = _quantize_within(fp, args, parser, batches)
+            qm = _quantize_within(fp, source, args, parser, batches)
         elif args.method == "dynamic":
-            qm = qk.ptq.quantize_dynamic(fp, exclude=args.exclude)
+            qm = qk.ptq.quantize_dynamic(source, exclude=args.exclude)
         elif args.method == "weight-only":
             qm = qk.ptq.quantize_weight_only(fp, args.bits, exclude=args.exclude)
         elif args.method == "fp16":
@@ -255,7 +269,7 @@ def quantize_main(args, parser) -> int:
         else:
             observer = MinMaxObserver if args.calibration == "minmax" else \
                 functools.partial(HistogramObserver, method=args.calibration)
-            prepared = qk.ptq.prepare(fp, int8_static(observer), exclude=args.exclude)
+            prepared = qk.ptq.prepare(source, int8_static(observer), exclude=args.exclude)
             qm = qk.ptq.convert(qk.ptq.calibrate(prepared, batches, progress=True))
     except ValueError as e:
         parser.error(str(e))
@@ -271,6 +285,8 @@ def quantize_main(args, parser) -> int:
     before, after = os.path.getsize(args.model), os.path.getsize(args.output)
     label = {"static": "static INT8", "dynamic": "dynamic INT8", "fp16": "FP16 weights",
              "weight-only": f"INT{args.bits} weight-only"}[args.method]
+    if args.smooth is not None:
+        label += f", SmoothQuant alpha {args.smooth:g}"
     print(f"{n_q} layers quantized ({label}) in {seconds:.2f} s; "
           f"size {before / 2 ** 20:.2f} MiB -> {after / 2 ** 20:.2f} MiB ({before / after:.2f}x smaller); "
           f"written to {args.output}")

@@ -89,7 +89,7 @@ def compare_nodes(fp: GraphModule, qm: GraphModule, batches) -> list:
     names = [n.outputs[0] for n in nodes]
     acc = {name: [0.0, 0.0, 0.0, 0.0] for name in names}  # signal, noise, dot, |q|^2
     for b in batches:
-        feeds = _feeds_of(b, fp.input_names)
+        feeds = feeds_of(b, fp.input_names)
         ref, got = fp.run(feeds, names), qm.run(feeds, names)
         for name in names:
             r, q = ref[name].astype(np.float64).ravel(), got[name].astype(np.float64).ravel()
@@ -284,12 +284,20 @@ def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict 
     return prepared
 
 
-def _feeds_of(batch, input_names):
+def feeds_of(batch, input_names):
     if isinstance(batch, dict):
         return batch
     if len(input_names) != 1:
         raise ValueError(f"data: the model has inputs {input_names}; give batches as dicts of name -> array")
     return {input_names[0]: batch}
+
+
+def calibration_batches(data):
+    """Calibration `data` as batches: an array of samples split into batches
+    of 32, the inputs of an (inputs, labels) pair, or the iterable itself."""
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
+        data = data[0]  # an (inputs, labels) pair, as the qk.nn path takes
+    return [data[i: i + 32] for i in range(0, len(data), 32)] if isinstance(data, np.ndarray) else data
 
 
 def progress_bar(label: str, done: int, total: int | None, width: int = 30) -> str:
@@ -307,14 +315,12 @@ def calibrate(prepared: PreparedGraph, data, *, progress: bool = True) -> Prepar
     sequences of any length)."""
     if not isinstance(prepared, PreparedGraph):
         raise TypeError(f"prepared: expected the result of qk.ptq.prepare, got {type(prepared).__name__}")
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
-        data = data[0]  # an (inputs, labels) pair, as the qk.nn path takes
-    batches = [data[i: i + 32] for i in range(0, len(data), 32)] if isinstance(data, np.ndarray) else data
+    batches = calibration_batches(data)
     total = len(batches) if hasattr(batches, "__len__") else None
     seen = 0
     with no_grad():
         for batch in batches:
-            prepared.run(_feeds_of(batch, prepared.input_names))
+            prepared.run(feeds_of(batch, prepared.input_names))
             seen += 1
             if progress:
                 print("\r" + progress_bar("calibrating", seen, total), end="", file=sys.stderr)

@@ -112,15 +112,15 @@ def from_ptq(prepared: PreparedGraph, *, lsq: bool = False) -> QATGraph:
 
 def calibrate(qat: QATGraph, data) -> QATGraph:
     """Runs `data` (arrays or feed dicts) so every observing quantizer records the ranges."""
-    from .graph import _feeds_of
+    from .graph import calibration_batches, feeds_of
 
     fqs = list(qat.activation_fq.values()) + list(qat.weight_fq.values())
-    batches = [data[i: i + 32] for i in range(0, len(data), 32)] if isinstance(data, np.ndarray) else data
+    batches = calibration_batches(data)
     for m in fqs:
         m.calibrating = True
     try:
         for batch in batches:
-            qat.run(_feeds_of(batch, qat.input_names))
+            qat.run(feeds_of(batch, qat.input_names))
     finally:
         for m in fqs:
             m.calibrating = False
