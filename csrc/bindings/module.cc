@@ -8,4 +8,5 @@ PYBIND11_MODULE(_qk, m) {
   qk::bindings::bind_fp16(m);
   qk::bindings::bind_gemm(m);
   qk::bindings::bind_conv(m);
+  qk::bindings::bind_float_ops(m);
 }

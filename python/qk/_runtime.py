@@ -6,7 +6,7 @@ from . import _qk
 from ._validate import require_int
 
 # Kernel families whose path is reported by `kernel_paths()`, in build order.
-_FAMILIES = ("quant", "fp16", "gemm", "depthwise")
+_FAMILIES = ("quant", "fp16", "gemm", "depthwise", "float_ops")
 
 
 def available_isas() -> list[str]:

@@ -20,6 +20,7 @@
 
 #include "conv/conv.h"
 #include "cpu/isa.h"
+#include "float_ops/float_ops.h"
 #include "fp16/fp16.h"
 #include "gemm/gemm.h"
 #include "parallel/parallel.h"
@@ -341,6 +342,69 @@ void check_conv(Isa isa, std::mt19937& rng, const char* label = nullptr) {
 
 }  // namespace
 
+// GELU, softmax and LayerNorm: bit for bit the scalar path, and near a double
+// reference (NaN where the reference is NaN).
+void check_float_ops(Isa isa, std::mt19937& rng) {
+  const std::string path = qk::isa_name(isa);
+  std::normal_distribution<float> normal(0.0f, 4.0f);
+  auto near = [](const std::vector<float>& got, const std::vector<double>& want, double rtol, double atol) {
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (std::isnan(want[i]) != std::isnan(got[i])) return false;
+      if (!std::isnan(want[i]) && std::fabs(got[i] - want[i]) > atol + rtol * std::fabs(want[i])) return false;
+    }
+    return true;
+  };
+  for (size_t cols : {1, 3, 15, 16, 17, 33, 128, 384, 1000}) {
+    const size_t rows = 37, n = rows * cols;
+    std::vector<float> x(n), gamma(cols), beta(cols);
+    for (float& v : x) v = normal(rng);
+    for (size_t c = 0; c < cols; ++c) gamma[c] = normal(rng), beta[c] = normal(rng);
+    for (size_t c = 0; c < cols; ++c) x[c] = -INFINITY;  // row 0 fully masked: NaN
+    x[cols] = NAN;
+    const std::string shape = " " + std::to_string(rows) + "x" + std::to_string(cols);
+    auto g = against_scalar(isa, [&] {
+      std::vector<float> y(n);
+      qk::float_ops::gelu(x.data(), y.data(), n);
+      return y;
+    });
+    std::vector<double> want(n);
+    for (size_t i = 0; i < n; ++i) want[i] = x[i] * 0.5 * std::erfc(-double(x[i]) / std::sqrt(2.0));
+    check(same_bits(g.first, g.second) && near(g.second, want, 2e-5, 1e-30), "gelu " + path + shape);
+    auto sm = against_scalar(isa, [&] {
+      std::vector<float> y(n);
+      qk::float_ops::softmax(x.data(), y.data(), rows, cols);
+      return y;
+    });
+    for (size_t r = 0; r < rows; ++r) {
+      double m = -INFINITY, sum = 0;
+      bool nan = false;
+      for (size_t c = 0; c < cols; ++c) nan |= std::isnan(x[r * cols + c]), m = std::max(m, double(x[r * cols + c]));
+      for (size_t c = 0; c < cols; ++c) sum += std::exp(double(x[r * cols + c]) - m);
+      for (size_t c = 0; c < cols; ++c)
+        want[r * cols + c] = nan || std::isinf(m) ? NAN : std::exp(double(x[r * cols + c]) - m) / sum;
+    }
+    check(same_bits(sm.first, sm.second) && near(sm.second, want, 3e-6, 1e-7), "softmax " + path + shape);
+    std::vector<float> finite(x);
+    for (size_t c = 0; c <= cols; ++c) finite[c] = 1.0f;
+    auto ln = against_scalar(isa, [&] {
+      std::vector<float> y(n + 2 * rows);
+      qk::float_ops::layer_norm(finite.data(), gamma.data(), beta.data(), 1e-5f, rows, cols, y.data(),
+                                y.data() + n, y.data() + n + rows);
+      return y;
+    });
+    for (size_t r = 0; r < rows; ++r) {
+      double mean = 0, var = 0;
+      for (size_t c = 0; c < cols; ++c) mean += finite[r * cols + c];
+      mean /= double(cols);
+      for (size_t c = 0; c < cols; ++c) var += (finite[r * cols + c] - mean) * (finite[r * cols + c] - mean);
+      const double inv = 1 / std::sqrt(var / double(cols) + 1e-5);
+      for (size_t c = 0; c < cols; ++c) want[r * cols + c] = (finite[r * cols + c] - mean) * inv * gamma[c] + beta[c];
+    }
+    const std::vector<float> y(ln.second.begin(), ln.second.begin() + n);
+    check(same_bits(ln.first, ln.second) && near(y, want, 1e-5, 1e-4), "layer_norm " + path + shape);
+  }
+}
+
 int main() {
   const auto start = std::chrono::steady_clock::now();
   std::printf("kernel check: paths");
@@ -363,11 +427,13 @@ int main() {
       check_fp16(isa, rng);
       check_gemm(isa, rng);
       check_conv(isa, rng);
+      check_float_ops(isa, rng);
       // Each family runs the best path it has at or below the cap.
       qk::set_isa_cap(isa);
-      std::printf("  %d thread(s), cap %-12s quant %-12s fp16 %-12s gemm %-12s depthwise %s\n", threads,
-                  qk::isa_name(isa), qk::isa_name(qk::quant::selected_isa()), qk::isa_name(qk::fp16::selected_isa()),
-                  qk::isa_name(qk::gemm::selected_isa()), qk::isa_name(qk::conv::depthwise_isa()));
+      std::printf("  %d thread(s), cap %-12s quant %-12s fp16 %-12s gemm %-12s depthwise %-12s float ops %s\n",
+                  threads, qk::isa_name(isa), qk::isa_name(qk::quant::selected_isa()),
+                  qk::isa_name(qk::fp16::selected_isa()), qk::isa_name(qk::gemm::selected_isa()),
+                  qk::isa_name(qk::conv::depthwise_isa()), qk::isa_name(qk::float_ops::selected_isa()));
     }
     // The amx kernel on its emulated tiles (any CPU, any architecture).
     qk::gemm::set_amx_emulation(true);

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _float_ops
 from ..nn.tensor import Tensor, is_grad_enabled
 from .ops import as_tensor, data_of, floats, ints, is_tensor, only, register
 
@@ -347,6 +348,10 @@ def _layer_norm(attrs, x, scale, bias=None):
     eps = attrs.get("epsilon", 1e-5)
     axes = tuple(range(axis, x.ndim))
     xd = x.data
+    if xd.dtype == np.float32 and not (is_grad_enabled() and any(
+            isinstance(t, Tensor) and t.requires_grad for t in (x, scale, bias))):
+        y, mean, inv = _float_ops.layer_norm(xd, data_of(scale), None if bias is None else data_of(bias), eps, axis)
+        return Tensor(y), mean, inv  # natively, 10-20x faster: nothing needs a gradient
     mean = xd.mean(axis=axes, keepdims=True)
     centered = xd - mean
     inv = (1.0 / np.sqrt((centered * centered).mean(axis=axes, keepdims=True) + xd.dtype.type(eps))).astype(xd.dtype)

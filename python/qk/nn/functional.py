@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import _float_ops
 from .tensor import Tensor, is_grad_enabled
 
 
@@ -379,9 +380,13 @@ def log(a) -> Tensor:
 
 def softmax(a, axis: int = -1) -> Tensor:
     """exp(x - max) / sum along `axis`: one exp per element (exp(log_softmax)
-    took three, a sixth of an attention layer's time)."""
+    took three, a sixth of an attention layer's time); float32 on the native
+    kernel (qk._float_ops), 3-6x faster than NumPy's."""
     x = _t(a)
-    y = np.exp(x.data - x.data.max(axis=axis, keepdims=True))
-    y /= y.sum(axis=axis, keepdims=True)
+    if x.data.dtype == np.float32:
+        y = _float_ops.softmax(x.data, axis)
+    else:
+        y = np.exp(x.data - x.data.max(axis=axis, keepdims=True))
+        y /= y.sum(axis=axis, keepdims=True)
     return Tensor.from_op(y, (x,), lambda g: (y * (g - (g * y).sum(axis=axis, keepdims=True)),),
                           ("Softmax", {"axis": axis}, ()))

@@ -1,0 +1,18 @@
+// The transformer ops of the graph executor in float32 (GELU; softmax and
+// LayerNorm over rows), on the best ISA path, split across threads.
+// Results do not depend on the path or the thread count.
+#pragma once
+
+#include <cstddef>
+
+#include "cpu/isa.h"
+
+namespace qk::float_ops {
+
+void gelu(const float* x, float* y, size_t n);
+void softmax(const float* x, float* y, size_t rows, size_t cols);
+void layer_norm(const float* x, const float* gamma, const float* beta, float eps, size_t rows, size_t cols, float* y,
+                float* mean, float* inv);
+Isa selected_isa();  // the path these calls take now
+
+}  // namespace qk::float_ops
