@@ -315,20 +315,28 @@ def calibrate(prepared: PreparedGraph, data, *, progress: bool = True) -> Prepar
     sequences of any length)."""
     if not isinstance(prepared, PreparedGraph):
         raise TypeError(f"prepared: expected the result of qk.ptq.prepare, got {type(prepared).__name__}")
+    run_batches(data, prepared.input_names, prepared.run, bar="calibrating", what="calibration", progress=progress)
+    return prepared
+
+
+def run_batches(data, input_names, step, *, bar: str, what: str, progress: bool) -> int:
+    """Calls step(feeds) on each batch of calibration `data` without gradients,
+    with a progress bar labelled `bar`; returns the number of batches, and
+    raises if there was none ("data: <what> got no batches")."""
     batches = calibration_batches(data)
     total = len(batches) if hasattr(batches, "__len__") else None
     seen = 0
     with no_grad():
         for batch in batches:
-            prepared.run(feeds_of(batch, prepared.input_names))
+            step(feeds_of(batch, input_names))
             seen += 1
             if progress:
-                print("\r" + progress_bar("calibrating", seen, total), end="", file=sys.stderr)
+                print("\r" + progress_bar(bar, seen, total), end="", file=sys.stderr)
     if progress and seen:
         print(file=sys.stderr)
     if seen == 0:
-        raise ValueError("data: calibration got no batches")
-    return prepared
+        raise ValueError(f"data: {what} got no batches")
+    return seen
 
 
 # --- quantized ops -------------------------------------------------------------------------------

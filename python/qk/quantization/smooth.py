@@ -21,14 +21,11 @@ stays a Mul in ONNX).
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from ..graph import GraphModule, Node
 from ..graph import ops as graph_ops
-from ..nn.tensor import no_grad
-from .graph import HUGE, calibration_batches, feeds_of, layer_weight, progress_bar
+from .graph import HUGE, layer_weight, run_batches
 
 SMOOTHED_OPS = ("Linear", "MatMul", "Gemm")  # layers whose input channels are its last axis
 
@@ -97,23 +94,14 @@ def _smoothing_scales(x_max: np.ndarray, w_max: np.ndarray, alpha: float) -> np.
 def _channel_peaks(model: GraphModule, data, values: list, progress: bool) -> dict:
     """value name -> largest |x| per last-axis channel over `data` (None if never seen)."""
     peak = dict.fromkeys(values)
-    batches = calibration_batches(data)
-    total = len(batches) if hasattr(batches, "__len__") else None
-    seen = 0
-    with no_grad():
-        for batch in batches:
-            env = model.run(feeds_of(batch, model.input_names), values)
-            for v in values:
-                x = np.abs(graph_ops.data_of(env[v]))
-                if x.size == 0:
-                    continue
+
+    def step(feeds):
+        env = model.run(feeds, values)
+        for v in values:
+            x = np.abs(graph_ops.data_of(env[v]))
+            if x.size:
                 m = x.reshape(-1, x.shape[-1]).max(axis=0)
                 peak[v] = m if peak[v] is None else np.maximum(peak[v], m)
-            seen += 1
-            if progress:
-                print("\r" + progress_bar("smoothing", seen, total), end="", file=sys.stderr)
-    if progress and seen:
-        print(file=sys.stderr)
-    if seen == 0:
-        raise ValueError("data: smoothing got no batches")
+
+    run_batches(data, model.input_names, step, bar="smoothing", what="smoothing", progress=progress)
     return peak
