@@ -352,7 +352,7 @@ def test_weight_only_and_fp16_graphs_match_the_sequential_path_and_export(method
         assert proto.opset_import[0].version >= 21 and any(name.endswith("weight_q") for name in int4)
     else:
         assert not int4
-    if method == "int4 weight-only":  # and qk reads them back to the same model
+    if method.startswith("int4"):  # and qk reads them back (grouped: blocked DequantizeLinear) to the same model
         assert np.array_equal(qk.onnx.load(tmp_path / "q.onnx").run({"input": xt})["output"], got)
 
 
@@ -447,3 +447,19 @@ def test_gptq_and_bias_correction_on_graphs_match_the_qk_nn_path(name, options):
     np.testing.assert_allclose(b, a, atol=1e-4 * np.abs(a).max())
     plain = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(gm, cfg), calib, progress=False))
     assert not np.array_equal(plain.run({"input": xt})["output"], b)  # the option changed something
+
+
+def test_blocked_dequantize_linear():
+    """Opset 21's block_size: one scale and zero point per block of the axis
+    (the last block short), and a named error for a scale of the wrong shape."""
+    from qk.graph import ops as graph_ops
+
+    dq = graph_ops.get("DequantizeLinear")
+    q = np.arange(12, dtype=np.int8).reshape(2, 6)
+    scale, zp = np.array([[1, 2], [3, 4]], np.float32), np.array([[0, 1], [2, 3]], np.int8)
+    got = graph_ops.data_of(dq.run({"axis": 1, "block_size": 4}, q, scale, zp))
+    want = (q - np.repeat(zp, 4, axis=1)[:, :6]) * np.repeat(scale, 4, axis=1)[:, :6]
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+    with pytest.raises(ValueError, match=r"scale: blocked DequantizeLinear \(block_size=4, axis=1\) of an input of "
+                                         r"shape \(2, 6\) needs shape \(2, 2\), got \(2, 3\)"):
+        dq.run({"axis": 1, "block_size": 4}, q, np.ones((2, 3), np.float32))

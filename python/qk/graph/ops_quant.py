@@ -29,9 +29,24 @@ _check_q = only({"block_size": {0}, "saturate": {1}})
 
 
 def _check_dq(attrs, n_in, n_out):
-    _check_q(attrs, n_in, n_out)
+    only({"saturate": {1}})(attrs, n_in, n_out)
+    block = attrs.get("block_size", 0)
+    if not isinstance(block, (int, np.integer)) or block < 0:
+        raise ValueError(f"attribute block_size={block!r} is not supported (a non-negative int is)")
     if attrs.get("output_dtype") not in (None, 0, np.dtype(np.float32)):
         raise ValueError(f"attribute output_dtype={attrs['output_dtype']} is not supported (float32 is)")
+
+
+def _blocks_expanded(v, q, axis, block, name):
+    """A blocked scale or zero point (q's rank, ceil(q.shape[axis] / block)
+    along `axis`) repeated to q's shape."""
+    v = np.asarray(v)
+    want = list(q.shape)
+    want[axis] = -(-q.shape[axis] // block)
+    if v.shape != tuple(want):
+        raise ValueError(f"{name}: blocked DequantizeLinear (block_size={block}, axis={axis}) of an input of shape "
+                         f"{q.shape} needs shape {tuple(want)}, got {v.shape}")
+    return np.take(np.repeat(v, block, axis=axis), np.arange(q.shape[axis]), axis=axis)
 
 
 # versions 22-28 add element types (and output_dtype, block_size, checked above)
@@ -57,8 +72,16 @@ def _dequantize_linear(attrs, x, scale, zero_point=None):
     q = np.asarray(data_of(x))
     s = np.asarray(data_of(scale), np.float32)
     axis = attrs.get("axis", 1)
-    zp = 0 if zero_point is None else _axis_view(np.asarray(data_of(zero_point)).astype(np.int64), q, axis)
-    return Tensor(((q.astype(np.int64) - zp).astype(np.float32) * _axis_view(s, q, axis)).astype(np.float32))
+    zp = None if zero_point is None else np.asarray(data_of(zero_point)).astype(np.int64)
+    block = attrs.get("block_size", 0)
+    if block:  # opset 21: one scale (and zero point) per `block` elements along axis
+        axis = norm_axis(axis, q.ndim)
+        s = _blocks_expanded(s, q, axis, block, "scale")
+        zp = 0 if zp is None else _blocks_expanded(zp, q, axis, block, "zero_point")
+    else:
+        s = _axis_view(s, q, axis)
+        zp = 0 if zp is None else _axis_view(zp, q, axis)
+    return Tensor(((q.astype(np.int64) - zp).astype(np.float32) * s).astype(np.float32))
 
 
 @register("DynamicQuantizeLinear", num_outputs=3)
