@@ -191,3 +191,29 @@ def test_bad_use_gives_clear_errors(mlp):
         ptq.prepare(with_custom)
     with pytest.raises(ValueError, match="model"):
         ptq.prepare(with_custom, unsupported="error")
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_cores_call_the_kernels_directly_with_the_wrappers_results(signed):
+    """StaticInt8Core / DynamicInt8Core skip the public wrappers' checks for
+    inputs the kernel takes in one call; the results stay the wrappers' bits,
+    other inputs still go through the wrappers (and their errors)."""
+    from qk.ptq.layers import DynamicInt8Core, StaticInt8Core
+
+    rng = np.random.default_rng(5)
+    w = rng.integers(-127, 128, (24, 40)).astype(np.int8)
+    w_scale = rng.uniform(0.01, 0.1, 24).astype(np.float32)
+    bias = rng.standard_normal(24).astype(np.float32)
+    x_range = (-128, 127) if signed else (0, 255)
+    core = StaticInt8Core(w, w_scale, bias, 0.05, 0 if signed else 7, True, 8, x_range)
+    x = rng.standard_normal((9, 40)).astype(np.float32)
+    xq = core.prepare_input(x)
+    want = qk.quantized_linear(xq, core.packed, x_scale=core.x_scale, x_zero_point=core.x_zero_point,
+                               w_scale=w_scale, bias=bias, relu=True)
+    assert np.array_equal(core.matmul(xq), want)
+    assert np.array_equal(core.matmul(np.asfortranarray(xq)), want)  # not C-contiguous: the wrapper
+    dyn = DynamicInt8Core(w, w_scale, bias, False)
+    assert np.array_equal(dyn.matmul(x), qk.dynamic_linear(x, dyn.packed, w_scale, bias))
+    x[2, 3] = np.nan
+    with pytest.raises(ValueError, match="x: contains NaN or infinity"):
+        dyn.matmul(x)

@@ -16,13 +16,24 @@ Cores:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 import qk
 from .. import _qk
-
+from .._gemm_ops import EXACT_K, INTERRUPTIBLE_MACS, _linear_scale
 from ..nn import Module, Tensor
 from ..nn.functional import im2col
+
+
+def _direct_gemm(x2d, packed) -> bool:
+    """x2d (rows, K) is a C-contiguous array the GEMM kernel takes in one call
+    (K within the exact int32 range, few enough multiply-adds for one
+    uninterruptible block), so a core may skip the public wrapper's checks."""
+    return (isinstance(x2d, np.ndarray) and x2d.ndim == 2 and x2d.flags.c_contiguous and x2d.flags.aligned
+            and x2d.shape[1] == packed.k and packed.k <= EXACT_K
+            and x2d.shape[0] * packed.k * packed.n <= INTERRUPTIBLE_MACS)
 
 
 def _relu(y: np.ndarray, relu: bool) -> np.ndarray:
@@ -71,6 +82,18 @@ class StaticInt8Core:
         return cached
 
     def matmul(self, x2d: np.ndarray) -> np.ndarray:
+        kernel_args = self.__dict__.get("_kernel_args")
+        if kernel_args is None:  # x_scale * w_scale, checked once, as qk.quantized_linear computes it
+            kernel_args = self.__dict__["_kernel_args"] = (
+                _linear_scale(self.x_scale, self.w_scale, self.packed.n),
+                None if self.bias is None else np.ascontiguousarray(self.bias, np.float32))
+        if _direct_gemm(x2d, self.packed) and x2d.dtype == (np.uint8 if self.x_range[0] >= 0 else np.int8):
+            # the kernel call of qk.quantized_linear without its checks (this
+            # core's parameters were checked when it was made): per-layer cost at batch 1
+            out = np.empty((x2d.shape[0], self.packed.n), np.float32)
+            _qk.quantized_linear(x2d, x2d.dtype == np.int8, x2d.shape[0], x2d.shape[1], self.packed._native,
+                                 self.x_zero_point, *kernel_args, self.relu, out, 0, 1.0, 0.0, 0.0, 0.0)
+            return out
         return qk.quantized_linear(x2d, self.packed, x_scale=self.x_scale, x_zero_point=self.x_zero_point,
                                    w_scale=self.w_scale, bias=self.bias, relu=self.relu)
 
@@ -97,7 +120,21 @@ class DynamicInt8Core:
         return x
 
     def matmul(self, x2d):
-        return _relu(qk.dynamic_linear(np.ascontiguousarray(x2d), self.packed, self.w_scale, self.bias), self.relu)
+        x2d = np.ascontiguousarray(x2d)
+        if x2d.dtype == np.float32 and x2d.size and _direct_gemm(x2d, self.packed):
+            lo, hi = float(x2d.min()), float(x2d.max())
+            if math.isfinite(lo) and math.isfinite(hi):
+                # qk.dynamic_linear's kernel call without its checks (made once, with this core)
+                if "_kernel_args" not in self.__dict__:
+                    self.__dict__["_kernel_args"] = (
+                        np.ascontiguousarray(np.broadcast_to(self.w_scale, (self.packed.n,)), np.float32),
+                        None if self.bias is None else np.ascontiguousarray(self.bias, np.float32))
+                w_scale, bias = self.__dict__["_kernel_args"]
+                out = np.empty((x2d.shape[0], self.packed.n), np.float32)
+                _qk.dynamic_linear(x2d, x2d.shape[0], x2d.shape[1], min(lo, 0.0), max(hi, 0.0), self.packed._native,
+                                   w_scale, bias, out)
+                return _relu(out, self.relu)
+        return _relu(qk.dynamic_linear(x2d, self.packed, self.w_scale, self.bias), self.relu)
 
     def arrays(self):
         return dict(**stored_int_weight(self.weight_q, self.bits), w_scale=self.w_scale, bias=self.bias)
