@@ -320,3 +320,18 @@ def test_input_shapes_fix_symbolic_dimensions():
         qk.onnx.load(m, input_shapes={"nope": (1,)})
     with pytest.raises(ValueError, match="does not fit"):
         qk.onnx.load(m, input_shapes={"x": (3, 5, 4, 4)})
+
+
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0])
+def test_where_with_a_single_fill_value_equals_np_where(density):
+    """Where's copy-and-fill path (a single value chosen at few places, as the
+    NaN guard after an attention softmax) gives np.where's result, either side."""
+    from qk.graph import ops as graph_ops
+
+    rng = np.random.default_rng(7)
+    c = rng.random((4, 3, 16, 16)) < density
+    full = rng.standard_normal(c.shape).astype(np.float32)
+    fill = np.zeros(1, np.float32)
+    where = graph_ops.get("Where")
+    assert np.array_equal(where.run({}, c, fill, full), np.where(c, fill, full))
+    assert np.array_equal(where.run({}, c, full, fill), np.where(c, full, fill))
