@@ -22,11 +22,13 @@ import warnings
 
 import numpy as np
 
+from .. import _conv_ops, _gemm_ops, _qk, _quant_ops
 from ..graph import Graph, GraphModule, Node
 from ..graph import ops as graph_ops
-from ..graph.ops_nn import _spatial_attrs, _taps, _out_size
+from ..graph.ops_nn import _out_size, _pool_geometry, _spatial_attrs, _taps
+from ..graph.simplify import scalar
 from ..nn.tensor import Tensor, no_grad
-from ..ptq.layers import DynamicInt8Core
+from ..ptq.layers import DynamicInt8Core, StaticInt8Core
 from ..quant import INT8_STATIC, QConfig
 from ..quant.observers import NotCalibratedError
 
@@ -357,8 +359,6 @@ class NativeConv:
     Built from the layer's cores on first use; not saved (the cores are)."""
 
     def __init__(self, cores, kernel, groups: int):
-        from .. import _conv_ops
-
         kh, kw = kernel
         self.core = cores[0]
         weights, scales, biases = [], [], []
@@ -376,8 +376,6 @@ class NativeConv:
     @staticmethod
     def supports(cores) -> bool:
         """Static int8 cores with uint8 activations (the native kernel's input)."""
-        from ..ptq.layers import StaticInt8Core
-
         return bool(cores) and all(isinstance(c, StaticInt8Core) and c.x_range == (0, 255) for c in cores)
 
     def run(self, x: np.ndarray, strides, dilations, pads, nhwc_input: bool = False,
@@ -386,8 +384,6 @@ class NativeConv:
         producer. Returns float NCHW, or with out_qparams = (scale, zero point,
         qmin, qmax) the uint8 NHWC input of the chained consumers, requantized
         in the epilogue and clamped to [qmin, qmax]."""
-        from .. import _conv_ops
-
         c = self.core
         xq = x if nhwc_input else _to_nhwc(c.prepare_input(x))
         key = (xq.shape, tuple(strides), tuple(dilations), tuple(pads), out_qparams)
@@ -407,8 +403,6 @@ class NativeConv:
         return y if out_qparams is not None else _to_nchw(y)
 
     def _direct_call(self, in_shape, out_shape, out_dtype, strides, dilations, pads, out_qparams):
-        from .. import _qk
-
         c, w = self.core, self.weight
         o, _, kh, kw = w.shape
         geometry = (*in_shape, kh, kw, *strides, *dilations, *pads, w.groups, o)
@@ -428,8 +422,6 @@ class NativeConv:
 
 def _to_nhwc(q: np.ndarray) -> np.ndarray:
     """uint8 (N, C, H, W) -> contiguous (N, H, W, C), on the native transpose."""
-    from .. import _qk
-
     n, c, h, w = q.shape
     out = np.empty((n, h, w, c), np.uint8)
     _qk.nchw_to_nhwc_u8(np.ascontiguousarray(q), n, c, h * w, out)
@@ -438,8 +430,6 @@ def _to_nhwc(q: np.ndarray) -> np.ndarray:
 
 def _to_nchw(y: np.ndarray) -> np.ndarray:
     """float32 (N, H, W, C) -> contiguous (N, C, H, W), on the native transpose."""
-    from .. import _qk
-
     n, h, w, c = y.shape
     out = np.empty((n, c, h, w), np.float32)
     _qk.nhwc_to_nchw_f32(np.ascontiguousarray(y), n, h * w, c, out)
@@ -467,9 +457,6 @@ def chain_integer_convs(g: Graph) -> Graph:
     reading a chained value sums its uint8 values exactly
     (QuantizedGlobalAveragePool, which without_chains keeps, so both forms
     give the same numbers). The same numbers either way, bit for bit."""
-    from .. import _quant_ops
-    from ..graph.simplify import scalar
-
     def native_ok(node):
         return node is not None and node.op_type == "QuantizedConv" and NativeConv.supports(_conv_cores(node.attrs))
 
@@ -581,9 +568,6 @@ def _run_max_pool_nhwc(attrs, x):
     """MaxPool over uint8 NHWC values of an integer chain, on the native
     kernel: a window's max over its real taps (padding cannot win: every
     window holds a real value, and uint8 values are >= 0)."""
-    from .. import _qk
-    from ..graph.ops_nn import _pool_geometry
-
     xd = np.ascontiguousarray(graph_ops.data_of(x))
     n, h, w, c = xd.shape
     (kh, kw), strides, dil, pads, _, (oh, ow) = _pool_geometry(attrs, (n, c, h, w))
@@ -597,8 +581,6 @@ def _run_quantized_add(attrs, a, b):
     quantized first; uint8 NHWC ones come from chained producers ("in_nhwc",
     one flag per input). The result is float NCHW, dequantized, or with
     "out_nhwc" the uint8 NHWC input of the chained readers."""
-    from .. import _qk, _quant_ops
-
     (sa, za), (sb, zb), (so, zo) = attrs["a_qparams"], attrs["b_qparams"], attrs["out_qparams"]
     chained = attrs.get("in_nhwc", (False, False))
     qs = []
@@ -630,8 +612,6 @@ def _run_global_average_pool_u8(attrs, x):
     (scale / pixels), in float64, to float32 (N, C, 1, 1). Chained (uint8
     NHWC) or not (float NCHW values on that grid, quantized back exactly),
     the same sums and the same result."""
-    from .. import _quant_ops
-
     scale, zp = attrs["qparams"]
     xd = graph_ops.data_of(x)
     if attrs.get("in_nhwc"):
@@ -678,19 +658,28 @@ def _native_conv(attrs):
     return attrs["_native"]
 
 
+def _conv_geometry(attrs, spatial) -> tuple:
+    """(strides, dilations, pads) of a quantized Conv on an image of `spatial`
+    size, worked out once per size (auto_pad depends on it)."""
+    cache = attrs.setdefault("_geometry", {})
+    geometry = cache.get(spatial)
+    if geometry is None:
+        geometry = cache[spatial] = _spatial_attrs(attrs, spatial, tuple(attrs["kernel"]))
+    return geometry
+
+
 def _run_conv(attrs, x):
     cores, depthwise = attrs["cores"], attrs.get("depthwise")
     if attrs.get("in_nhwc"):  # the uint8 NHWC output of a chained producer
         xq = graph_ops.data_of(x)
-        kh, kw = attrs["kernel"]
-        strides, dil, pads = _spatial_attrs(attrs, xq.shape[1:3], (kh, kw))
+        strides, dil, pads = _conv_geometry(attrs, xq.shape[1:3])
         y = _native_conv(attrs).run(xq, strides, dil, pads, True, _out_qparams(attrs))
         return y if "out_nhwc" in attrs else Tensor(y)
     xd = np.ascontiguousarray(graph_ops.data_of(x), np.float32)
     if xd.ndim != 4:
         raise ValueError(f"input: quantized Conv expects (N, C, H, W), got shape {xd.shape}")
     kh, kw = attrs["kernel"]
-    strides, dil, pads = _spatial_attrs(attrs, xd.shape[2:], (kh, kw))
+    strides, dil, pads = _conv_geometry(attrs, xd.shape[2:])
     native = _native_conv(attrs)
     if native is not None:
         y = native.run(xd, strides, dil, pads, False, _out_qparams(attrs))
@@ -753,8 +742,6 @@ def _run_gather(attrs, indices):
 
 def _run_activation_matmul(attrs, a, b):
     """uint8 A x int8 B on the exact int8 GEMM, batch by batch, rescaled to float."""
-    from .. import _gemm_ops, _quant_ops
-
     ad = np.ascontiguousarray(graph_ops.data_of(a), np.float32)
     bd = np.ascontiguousarray(graph_ops.data_of(b), np.float32)
     (sa, za), sb = attrs["a_qparams"], attrs["b_scale"]
