@@ -463,3 +463,85 @@ def test_blocked_dequantize_linear():
     with pytest.raises(ValueError, match=r"scale: blocked DequantizeLinear \(block_size=4, axis=1\) of an input of "
                                          r"shape \(2, 6\) needs shape \(2, 2\), got \(2, 3\)"):
         dq.run({"axis": 1, "block_size": 4}, q, np.ones((2, 3), np.float32))
+
+
+def _conv_transpose_model(attrs, c_in=5, c_out=4, k=(3, 2), group=1, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((c_in, c_out // group) + k).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["t"], group=group, **attrs),
+             helper.make_node("Relu", ["t"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c_in, 6, 7])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _int_conv_transpose(xc, w, strides, pads, dilations, output_padding):
+    """The exact int64 scatter of x (N, C, H, W) through w (C, O, KH, KW): ONNX ConvTranspose, naively."""
+    n, c, h, wd = xc.shape
+    _, o, kh, kw = w.shape
+    oh = (h - 1) * strides[0] - pads[0] - pads[2] + dilations[0] * (kh - 1) + output_padding[0] + 1
+    ow = (wd - 1) * strides[1] - pads[1] - pads[3] + dilations[1] * (kw - 1) + output_padding[1] + 1
+    out = np.zeros((n, o, oh, ow), np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            contrib = np.einsum("nchw,co->nohw", xc, w[:, :, i, j])
+            for y in range(h):
+                ty = y * strides[0] - pads[0] + i * dilations[0]
+                if not 0 <= ty < oh:
+                    continue
+                for x in range(wd):
+                    tx = x * strides[1] - pads[1] + j * dilations[1]
+                    if 0 <= tx < ow:
+                        out[:, :, ty, tx] += contrib[:, :, y, x]
+    return out
+
+
+@pytest.mark.parametrize("attrs", [dict(strides=[2, 2], pads=[1, 0, 0, 1], output_padding=[1, 0]),
+                                   dict(strides=[1, 2], dilations=[2, 1]), dict()],
+                         ids=["strided-padded", "dilated", "plain"])
+def test_conv_transpose_quantizes_statically_in_exact_integers(attrs, tmp_path):
+    fp = qk.onnx.load(_conv_transpose_model(attrs))
+    x = np.random.default_rng(1).standard_normal((3, 5, 6, 7)).astype(np.float32)
+    qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp), x, progress=False))
+    assert qm.graph.op_histogram() == {"QuantizedConvTranspose": 1}  # the Relu fused
+    node = qm.graph.nodes[0]
+    core = node.attrs["core"]
+    got = qm.run({"x": x})["y"]
+    # the same bits as the integer formulation: exact sums, then the float32 epilogue
+    c_in, c_out, kh, kw = node.attrs["kernel"]
+    w = core.weight_q.reshape(c_out, c_in, kh, kw).transpose(1, 0, 2, 3).astype(np.int64)
+    xc = core.prepare_input(x).astype(np.int64) - core.x_zero_point
+    acc = _int_conv_transpose(xc, w, attrs.get("strides", [1, 1]), attrs.get("pads", [0] * 4),
+                              attrs.get("dilations", [1, 1]), attrs.get("output_padding", [0, 0]))
+    scale = (np.float32(core.x_scale) * core.w_scale).astype(np.float32)
+    want = np.maximum(acc.astype(np.float32) * scale[None, :, None, None] + core.bias[None, :, None, None], 0)
+    np.testing.assert_array_equal(got, want)
+    ref = fp.run({"x": x})["y"]
+    assert np.abs(got - ref).max() <= 0.03 * np.abs(ref).max()
+    qk.onnx.export(qm, tmp_path / "q.onnx")
+    onnx.checker.check_model(onnx.load(str(tmp_path / "q.onnx")), full_check=True)
+    theirs = _sess(tmp_path / "q.onnx").run(None, {"x": x})[0]
+    assert np.abs(theirs - got).max() <= 0.01 * np.abs(got).max()
+    qk.ptq.save(qm, tmp_path / "q")
+    assert np.array_equal(qk.ptq.load(tmp_path / "q").run({"x": x})["y"], got)
+
+
+def test_conv_transpose_stays_float_where_no_kernel_serves_it():
+    grouped = qk.onnx.load(_conv_transpose_model({}, c_in=4, group=2))
+    x = np.random.default_rng(2).standard_normal((2, 4, 6, 7)).astype(np.float32)
+    assert "QuantizedConvTranspose" not in qk.ptq.convert(
+        qk.ptq.calibrate(qk.ptq.prepare(grouped), x, progress=False)).graph.op_histogram()
+    plain = qk.onnx.load(_conv_transpose_model({}))
+    for qm in (qk.ptq.quantize_dynamic(plain), qk.ptq.quantize_weight_only(plain, 8)):  # static INT8 only
+        assert qm.graph.op_histogram().get("ConvTranspose") == 1
+
+
+def test_untrained_qat_of_a_conv_transpose_converts_to_the_ptq_graph():
+    """QAT fake-quantizes a ConvTranspose's weight per output channel (its axis 1) as PTQ does."""
+    fp = qk.onnx.load(_conv_transpose_model(dict(strides=[2, 2])))
+    x = np.random.default_rng(3).standard_normal((4, 5, 6, 7)).astype(np.float32)
+    prepared = qk.ptq.calibrate(qk.ptq.prepare(fp), x, progress=False)
+    qat = qk.qat.freeze_observers(qk.qat.from_ptq(prepared))
+    assert np.array_equal(qk.qat.convert(qat).run({"x": x})["y"], qk.ptq.convert(prepared).run({"x": x})["y"])

@@ -214,6 +214,22 @@ class _Writer:
         if core.relu:
             self.node("Relu", [y], [out])
 
+    def quantized_conv_transpose(self, n):
+        """QDQ around ConvTranspose: the weight (C_in, C_out, KH, KW) per output channel (axis 1), int32 bias."""
+        from ..quantization.graph import _CONV_TRANSPOSE_ATTRS
+
+        a, core, base = n.attrs, n.attrs["core"], n.name
+        c_in, c_out, kh, kw = a["kernel"]
+        wq = core.weight_q.reshape(c_out, c_in, kh, kw).transpose(1, 0, 2, 3).copy()
+        xdq = self.qdq_input(n.inputs[0], core, base)
+        w = self.dq_weight(wq, core.w_scale, 1, base)
+        b = self.dq_bias(core.bias, np.float32(core.x_scale) * core.w_scale.astype(np.float64), base)
+        attrs = {k: v for k, v in a.items() if k in _CONV_TRANSPOSE_ATTRS}
+        y = n.outputs[0] if not core.relu else self.name(f"{base}.conv_transpose")
+        self.node("ConvTranspose", [xdq, w] + ([b] if b else []), [y], kernel_shape=[kh, kw], **attrs)
+        if core.relu:
+            self.node("Relu", [y], n.outputs)
+
     def quantized_matmul(self, n):
         """Both operands through QuantizeLinear/DequantizeLinear: uint8 left, int8 symmetric right."""
         (sa, za), sb = n.attrs["a_qparams"], n.attrs["b_scale"]
@@ -311,6 +327,8 @@ def to_onnx(model: GraphModule):
             w.quantized_linear(n)
         elif n.op_type == "QuantizedConv":
             w.quantized_conv(n)
+        elif n.op_type == "QuantizedConvTranspose":
+            w.quantized_conv_transpose(n)
         elif n.op_type == "QuantizedGather":
             w.quantized_gather(n)
         elif n.op_type == "QuantizedMatMul":

@@ -4,7 +4,8 @@ by pattern, integer layers on qk's kernels.
 Quantized by default: Conv, Gemm, MatMul and Linear whose weight is a
 constant (static INT8: uint8 affine activations from calibration, int8
 symmetric per-channel weights; or dynamic INT8), with the bias and a ReLU
-that is the layer's only reader fused into the kernel's epilogue; and
+that is the layer's only reader fused into the kernel's epilogue;
+ConvTranspose (group 1, static INT8 only: exact integer sums in NumPy); and
 embedding tables (a Gather from a constant float table) stored as int8 with
 a scale per row. Every
 other op (Add, Softmax, LayerNorm, pooling, activation x activation MatMul,
@@ -33,7 +34,7 @@ from ..quant import INT8_STATIC, QConfig
 from ..quant.observers import NotCalibratedError
 
 HUGE = 1e4
-LAYER_OPS = ("Conv", "Gemm", "MatMul", "Linear")
+LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Linear")
 TABLE_MIN = 1024  # elements: smaller constant tables (a Gather of shape data) stay as they are
 
 
@@ -60,6 +61,10 @@ def layer_weight(g: Graph, node: Node):
         if w.ndim != 4:
             return None
         wk = w.reshape(w.shape[0], -1)
+    elif node.op_type == "ConvTranspose":  # weight (C_in, C_out, KH, KW): per output channel, rows in (c, kh, kw)
+        if w.ndim != 4 or node.attrs.get("group", 1) != 1:
+            return None
+        wk = w.transpose(1, 0, 2, 3).reshape(w.shape[1], -1)
     elif node.op_type == "Gemm":
         if w.ndim != 2 or node.attrs.get("transA", 0):
             return None
@@ -87,7 +92,8 @@ def compare_nodes(fp: GraphModule, qm: GraphModule, batches) -> list:
     dicts). The quantized model's error up to that node counts (cumulative)."""
     qm = without_chains(qm)  # the values compared are float, as in fp
     nodes = [n for n in qm.graph.nodes
-             if n.op_type in ("QuantizedLinear", "QuantizedConv", "QuantizedGather", "QuantizedMatMul", "QuantizedAdd")]
+             if n.op_type in ("QuantizedLinear", "QuantizedConv", "QuantizedConvTranspose", "QuantizedGather",
+                              "QuantizedMatMul", "QuantizedAdd")]
     names = [n.outputs[0] for n in nodes]
     acc = {name: [0.0, 0.0, 0.0, 0.0] for name in names}  # signal, noise, dot, |q|^2
     for b in batches:
@@ -269,6 +275,8 @@ def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict 
             continue
         if not isinstance(cfg, QConfig):
             raise TypeError(f"layers[{node.name!r}]: expected a QConfig or None, got {type(cfg).__name__}")
+        if node.op_type == "ConvTranspose" and cfg.mode != "static":
+            continue  # only static INT8 has a ConvTranspose kernel; the others keep it float
         plan[node.name] = cfg
         if cfg.mode == "static" and node.inputs[0] not in observers:
             observers[node.inputs[0]] = cfg.make_activation_observer()
@@ -281,7 +289,8 @@ def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict 
 
         for node in g.nodes:
             cfg = plan.get(node.name)
-            if isinstance(cfg, QConfig) and cfg.mode != "fp16" and node.attrs.get("group", 1) == 1:
+            if isinstance(cfg, QConfig) and cfg.mode != "fp16" and node.attrs.get("group", 1) == 1 and \
+                    node.op_type != "ConvTranspose":
                 prepared.stats[node.name] = InputStats(layer_weight(g, node)[0].shape[1])
     return prepared
 
@@ -759,7 +768,31 @@ def _run_activation_matmul(attrs, a, b):
     return Tensor(out.reshape(lead + out.shape[1:]))
 
 
+_CONV_TRANSPOSE_ATTRS = ("strides", "dilations", "pads", "output_padding", "output_shape", "auto_pad", "group")
+
+
+def _run_conv_transpose(attrs, x):
+    """A static INT8 ConvTranspose: x quantized to uint8, the exact integer sums
+    of (x - zero point) * w scattered over the output by ConvTranspose's own
+    geometry in float64 (which holds these sums exactly: far below 2^53), then
+    the epilogue y = x_scale * w_scale[o] * acc + bias[o] (then ReLU) in
+    float32, as every quantized layer. NumPy, not a native kernel."""
+    core = attrs["core"]
+    xd = np.ascontiguousarray(graph_ops.data_of(x), np.float32)
+    centered = core.prepare_input(xd).astype(np.float64) - core.x_zero_point
+    c_in, c_out, kh, kw = attrs["kernel"]
+    w = core.weight_q.reshape(c_out, c_in, kh, kw).transpose(1, 0, 2, 3).astype(np.float64)
+    geometry = {k: v for k, v in attrs.items() if k in _CONV_TRANSPOSE_ATTRS}
+    acc = graph_ops.data_of(graph_ops.get("ConvTranspose").run(geometry, Tensor(centered), w))
+    scale = (np.float32(core.x_scale) * core.w_scale).astype(np.float32)
+    y = acc.astype(np.float32) * scale.reshape((1, -1) + (1,) * (acc.ndim - 2))
+    if core.bias is not None:
+        y += core.bias.reshape((1, -1) + (1,) * (acc.ndim - 2))
+    return Tensor(np.maximum(y, 0) if core.relu else y)
+
+
 graph_ops.register("QuantizedMatMul")(_run_activation_matmul)
+graph_ops.register("QuantizedConvTranspose")(_run_conv_transpose)
 graph_ops.register("QuantizedLinear")(_run_linear)
 graph_ops.register("QuantizedConv")(_run_conv)
 graph_ops.register("QuantizedGather")(_run_gather)
@@ -886,6 +919,11 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
                 attrs["cores"] = [_core(cfg, wg[i], None if bg is None else bg[i], xq, relu is not None,
                                         None if sg is None else sg[i], group_size) for i in range(groups)]
             new = Node("QuantizedConv", [node.inputs[0]], [out], attrs, node.name)
+        elif node.op_type == "ConvTranspose":
+            attrs = {k: v for k, v in node.attrs.items() if k in _CONV_TRANSPOSE_ATTRS}
+            attrs.update(core=_core(cfg, w, b, xq, relu is not None, ws), kernel=tuple(g.constants[node.inputs[1]].shape),
+                         **info)
+            new = Node("QuantizedConvTranspose", [node.inputs[0]], [out], attrs, node.name)
         else:
             new = Node("QuantizedLinear", [node.inputs[0]], [out],
                        dict(core=_core(cfg, w, b, xq, relu is not None, ws, group_size, stats.get(node.name), **opts),
