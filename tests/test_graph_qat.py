@@ -114,3 +114,32 @@ def test_imported_onnx_cnn_trains_then_qat_recovers_int4(tmp_path):
     qk.onnx.export(qm, tmp_path / "q.onnx")
     theirs = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": xt})[0]
     assert (theirs.argmax(1) == qm.run({"x": xt})["y"].argmax(1)).mean() > 0.98
+
+
+def test_qat_with_quantized_adds_converts_to_the_ptq_graph(tmp_path):
+    """With the residual Adds quantized (layers={"Add": ...}), QAT fake-quantizes
+    both inputs and the (ReLU'd) output of each Add, trains, and converts to
+    the integer graph PTQ builds: the same QuantizedAdds, bit for bit untrained."""
+    from onnx_zoo import export, randomize_bn, resnet, torch_or_skip
+
+    t = torch_or_skip()
+    t.manual_seed(0)
+    model, shape = resnet()
+    randomize_bn(model, 1)
+    export(model, (t.randn(*shape),), tmp_path / "m.onnx", False, ["x"], None)
+    fp = qk.onnx.load(tmp_path / "m.onnx")
+    rng = np.random.default_rng(0)
+    calib = [rng.standard_normal((4,) + shape[1:]).astype(np.float32) for _ in range(3)]
+    layers = {"Add": qk.quant.INT8_STATIC}
+    prepared = qk.ptq.calibrate(qk.ptq.prepare(fp, layers=layers), calib, progress=False)
+    ptq = qk.ptq.convert(prepared)
+    qat = qk.qat.freeze_observers(qk.qat.from_ptq(prepared))
+    assert qat.graph.op_histogram()["Add"] == ptq.graph.op_histogram()["QuantizedAdd"] == 3
+    converted = qk.qat.convert(qat)
+    assert converted.graph.op_histogram() == ptq.graph.op_histogram()
+    x = rng.standard_normal((2,) + shape[1:]).astype(np.float32)
+    assert np.array_equal(converted.run({"x": x})["out"], ptq.run({"x": x})["out"])
+    # trained from scratch (qat.prepare), the Adds still convert to QuantizedAdd
+    fresh = qk.qat.prepare(fp, layers=layers)
+    qk.qat.calibrate(fresh, calib)
+    assert qk.qat.convert(fresh).graph.op_histogram()["QuantizedAdd"] == 3

@@ -2,7 +2,9 @@
 
 `prepare` picks the layers as graph PTQ does and inserts `FakeQuant` nodes:
 one on each activation a layer reads (shared by the layers reading it) and
-one on each layer's weight (per output channel, in the weight's own layout).
+one on each layer's weight (per output channel, in the weight's own layout);
+an Add quantized on request (``layers={"Add": ...}``) gets them on both
+inputs and on its (ReLU'd) output.
 Each FakeQuant node runs a `qk.qat.FakeQuantize` module registered on the
 model, so STE gradients, LSQ scales, `qk.qat.freeze_observers` and `qk.nn.fit`
 work as on qk.nn models. `convert` builds the same integer graph PTQ builds,
@@ -17,7 +19,7 @@ from ..graph import Graph, GraphModule, Node
 from ..graph import ops as graph_ops
 from ..quant import INT8_STATIC, MovingAverageMinMaxObserver, QConfig
 from ..quant.observers import NotCalibratedError
-from .graph import PreparedGraph, integer_graph, prepare as ptq_prepare
+from .graph import PreparedGraph, _relu_after, integer_graph, prepare as ptq_prepare
 
 
 def _weight_axis(node: Node) -> int:
@@ -51,31 +53,55 @@ def _build(prepared: PreparedGraph, lsq: bool) -> QATGraph:
 
     src = prepared.graph
     g = src.copy()
-    plan = {k: v for k, v in prepared.quant_plan.items() if isinstance(v, QConfig)}
+    plan = {k: v for k, v in prepared.quant_plan.items() if isinstance(v, QConfig) or v == "add"}
     act_fq, w_fq, new_nodes = {}, {}, []
+    fake = {}  # activation value -> the name of its fake-quantized version
+
+    def activation_fq(cfg):
+        return FakeQuantize(cfg.activation, cfg.activation_observer or MovingAverageMinMaxObserver, lsq=lsq)
+
+    def read_fake(x, cfg, reader):
+        """The fake-quantized version of x for `reader`, with a FakeQuant node before it the first time."""
+        if x not in fake:
+            act_fq[x] = activation_fq(cfg)
+            fake[x] = g.unique_name(x + ".fq")
+            new_nodes.append(Node("FakeQuant", [x], [fake[x]], {"fq": act_fq[x]}, g.unique_name(reader + ".input_fq")))
+            g.value(fake[x])
+        return fake[x]
+
+    add_outputs = {}  # the value a quantized Add (or the ReLU after it) writes -> that node
     for node in g.nodes:
         cfg = plan.get(node.name)
-        if cfg is None:
+        if cfg == "add":
+            node.inputs = [read_fake(x, INT8_STATIC, node.name) for x in node.inputs[:2]]
+            relu = _relu_after(g, node)
+            add_outputs[(relu or node).outputs[0]] = relu or node
             new_nodes.append(node)
-            continue
-        _check_static(cfg, f"layer {node.name!r} qconfig")
-        x = node.inputs[0]
-        if x not in act_fq:
-            act_fq[x] = FakeQuantize(cfg.activation, cfg.activation_observer or MovingAverageMinMaxObserver, lsq=lsq)
-            new_nodes.append(Node("FakeQuant", [x], [g.unique_name(x + ".fq")], {"fq": act_fq[x]},
-                                  g.unique_name(node.name + ".input_fq")))
-            g.value(new_nodes[-1].outputs[0])
-        wname = node.inputs[1]
-        scheme = cfg.weight.with_axis(_weight_axis(node)) if cfg.weight.per_channel else cfg.weight
-        fq = FakeQuantize(scheme, cfg.weight_observer, lsq=lsq, is_weight=True)
-        fq.observe(g.constants[wname])
-        w_fq[node.name] = fq
-        wq = g.unique_name(wname + ".fq")
-        new_nodes.append(Node("FakeQuant", [wname], [wq], {"fq": fq}, g.unique_name(node.name + ".weight_fq")))
-        g.value(wq)
-        xq = next(n.outputs[0] for n in new_nodes if n.op_type == "FakeQuant" and n.inputs[0] == x)
-        node.inputs = [xq, wq] + node.inputs[2:]
-        new_nodes.append(node)
+        elif cfg is not None:
+            _check_static(cfg, f"layer {node.name!r} qconfig")
+            wname = node.inputs[1]
+            scheme = cfg.weight.with_axis(_weight_axis(node)) if cfg.weight.per_channel else cfg.weight
+            fq = FakeQuantize(scheme, cfg.weight_observer, lsq=lsq, is_weight=True)
+            fq.observe(g.constants[wname])
+            w_fq[node.name] = fq
+            wq = g.unique_name(wname + ".fq")
+            xq = read_fake(node.inputs[0], cfg, node.name)
+            new_nodes.append(Node("FakeQuant", [wname], [wq], {"fq": fq}, g.unique_name(node.name + ".weight_fq")))
+            g.value(wq)
+            node.inputs = [xq, wq] + node.inputs[2:]
+            new_nodes.append(node)
+        else:
+            new_nodes.append(node)
+        for out in node.outputs:
+            if out in add_outputs:
+                # the Add's (or its ReLU's) output, fake-quantized under its own name: the
+                # producer writes "<out>.raw", so readers and graph outputs need no renaming
+                raw = g.unique_name(out + ".raw")
+                node.outputs = [raw if o == out else o for o in node.outputs]
+                act_fq[out], fake[out] = activation_fq(INT8_STATIC), out
+                new_nodes.append(Node("FakeQuant", [raw], [out], {"fq": act_fq[out], "output_of": node.name},
+                                      g.unique_name(out + ".output_fq")))
+                g.value(raw)
     g.nodes = new_nodes
     g.rebuild()
     return QATGraph(g, plan, act_fq, w_fq)
@@ -136,7 +162,11 @@ def convert(qat: QATGraph) -> GraphModule:
     g = qat.graph.copy()
     fq_nodes = [n for n in g.nodes if n.op_type == "FakeQuant"]
     for n in fq_nodes:  # the layers read their float inputs and weights again
-        g.rename_value(n.outputs[0], n.inputs[0])
+        if "output_of" in n.attrs:  # an Add's output: its producer writes it under its own name again
+            producer = g.node(n.attrs["output_of"])
+            producer.outputs = [n.outputs[0] if o == n.inputs[0] else o for o in producer.outputs]
+        else:
+            g.rename_value(n.outputs[0], n.inputs[0])
     g.nodes = [n for n in g.nodes if n.op_type != "FakeQuant"]
     g.rebuild()
     g.remove_dead()
