@@ -335,3 +335,5 @@ def test_where_with_a_single_fill_value_equals_np_where(density):
     where = graph_ops.get("Where")
     assert np.array_equal(where.run({}, c, fill, full), np.where(c, fill, full))
     assert np.array_equal(where.run({}, c, full, fill), np.where(c, full, fill))
+    scalar = where.run({}, np.array(True), fill, np.array(2.0, np.float32))  # the fill's (1,) sets the shape
+    assert scalar.shape == (1,) and scalar[0] == 0.0

@@ -456,8 +456,9 @@ def _select(c, a, b):
     already has the result's shape and dtype, a copy of that side with the
     value written there: 5x faster (np.copyto's where= is slower than
     np.where when the choice is dense and random)."""
+    shape = np.broadcast_shapes(c.shape, a.shape, b.shape)
     for full, fill, take_fill in ((b, a, True), (a, b, False)):
-        if fill.size == 1 and full.dtype == fill.dtype and full.shape == np.broadcast_shapes(c.shape, full.shape):
+        if fill.size == 1 and full.dtype == fill.dtype and full.shape == shape:
             chosen = np.count_nonzero(c)
             if 8 * (chosen if take_fill else c.size - chosen) <= c.size:
                 y = full.copy()
