@@ -27,8 +27,10 @@ def info() -> None:
     print("features: " + "  ".join(f"{k}={'yes' if v else 'no'}" for k, v in features.items()))
     print(f"available ISA paths: {', '.join(qk.available_isas())}")
     print(f"ISA cap: {qk.get_isa()}")
-    for family, isa in qk.kernel_paths().items():
-        print(f"  {family:<6} kernels run on: {isa}")
+    paths = qk.kernel_paths()
+    width = max(map(len, paths), default=0)
+    for family, isa in paths.items():
+        print(f"  {family:<{width}} kernels run on: {isa}")
     caches = qk._runtime.cache_sizes()
     print("caches (one instance each, as the CPU reports): "
           + ", ".join(f"{k} {v // 1024} KiB" if v else f"{k} unknown" for k, v in caches.items()))
