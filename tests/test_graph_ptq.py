@@ -545,3 +545,38 @@ def test_untrained_qat_of_a_conv_transpose_converts_to_the_ptq_graph():
     prepared = qk.ptq.calibrate(qk.ptq.prepare(fp), x, progress=False)
     qat = qk.qat.freeze_observers(qk.qat.from_ptq(prepared))
     assert np.array_equal(qk.qat.convert(qat).run({"x": x})["y"], qk.ptq.convert(prepared).run({"x": x})["y"])
+
+
+def test_a_clip_after_a_float_output_layer_is_applied_by_the_layer(tmp_path):
+    """ReLU6 (Clip 0..6) after the convolutions of a dynamic INT8 MobileNet, and
+    a one-sided Clip after a static Gemm, run inside the layer node, with the
+    results of the separate Clip (which without_chains and export put back)."""
+    from qk.quantization.graph import without_chains
+
+    t = torch_or_skip()
+    t.manual_seed(0)
+    model, shape = mobilenet()
+    randomize_bn(model, 1)
+    export(model, (t.randn(*shape),), tmp_path / "m.onnx", False, ["x"], None)
+    fp = qk.onnx.load(tmp_path / "m.onnx")
+    qm = qk.ptq.quantize_dynamic(fp)
+    assert fp.graph.op_histogram()["Clip"] == 8 and "Clip" not in qm.graph.op_histogram()
+    x = np.random.default_rng(0).standard_normal((2,) + shape[1:]).astype(np.float32)
+    plain = without_chains(qm)
+    assert plain.graph.op_histogram()["Clip"] == 8
+    np.testing.assert_array_equal(qm.run({"x": x})["out"], plain.run({"x": x})["out"])
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1), helper.make_node("Clip", ["g", "lo", ""], ["y"])]
+    inits = [numpy_helper.from_array(rng.standard_normal((5, 6)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(5).astype(np.float32), "b"),
+             numpy_helper.from_array(np.array(-0.5, np.float32), "lo")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    gemm = qk.onnx.load(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    xs = rng.standard_normal((16, 6)).astype(np.float32)
+    qg = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(gemm), xs, progress=False))
+    assert qg.graph.op_histogram() == {"QuantizedLinear": 1}
+    got = qg.run({"x": xs})["y"]
+    assert got.min() >= -0.5 and np.array_equal(got, without_chains(qg).run({"x": xs})["y"])
+    qk.onnx.export(qg, tmp_path / "g.onnx")
+    assert np.abs(_sess(tmp_path / "g.onnx").run(None, {"x": xs})[0] - got).max() <= 0.01 * np.abs(got).max()

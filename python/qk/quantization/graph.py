@@ -357,7 +357,7 @@ def _run_linear(attrs, x):
     core = attrs["core"]
     xd = graph_ops.data_of(x).astype(np.float32, copy=False)
     y = core.matmul(core.prepare_input(np.ascontiguousarray(xd)))
-    return Tensor(np.asarray(y, np.float32))
+    return _float_clip(attrs, Tensor(np.asarray(y, np.float32)))
 
 
 class NativeConv:
@@ -465,7 +465,10 @@ def chain_integer_convs(g: Graph) -> Graph:
     (QuantizedMaxPool), as q(max(y)) = max(q(y)); a GlobalAveragePool
     reading a chained value sums its uint8 values exactly
     (QuantizedGlobalAveragePool, which without_chains keeps, so both forms
-    give the same numbers). The same numbers either way, bit for bit."""
+    give the same numbers). The same numbers either way, bit for bit. Last,
+    a Clip with constant bounds after a layer whose output stays float (a
+    dynamic model's ReLU6) is applied by that layer, in place on its output.
+    """
     def native_ok(node):
         return node is not None and node.op_type == "QuantizedConv" and NativeConv.supports(_conv_cores(node.attrs))
 
@@ -564,7 +567,29 @@ def chain_integer_convs(g: Graph) -> Graph:
             g.replace([pool], [Node("QuantizedMaxPool", list(pool.inputs), list(pool.outputs), dict(pool.attrs),
                                     pool.name)])
         mark(readers, read, (scale, zp))
+    for node in list(g.nodes):  # a Clip after a layer with a float output: applied in place by the layer
+        if node.op_type not in ("QuantizedConv", "QuantizedLinear") or "out_nhwc" in node.attrs:
+            continue
+        clip = g.only_consumer(node.outputs[0])
+        bounds = clamp_of(clip) if clip is not None and clip.op_type == "Clip" else None
+        if bounds is None or bounds == (None, None) or node.outputs[0] in g.outputs:
+            continue
+        attrs = dict(node.attrs, absorbed_clip=(node.outputs[0], bounds[0], bounds[1]))
+        g.replace([node, clip], [Node(node.op_type, list(node.inputs), list(clip.outputs), attrs, node.name)])
     return g
+
+
+def _float_clip(attrs, y):
+    """The Clip a layer with a float output absorbed (chain_integer_convs), applied to y in place."""
+    absorbed = attrs.get("absorbed_clip")
+    if absorbed is not None and "out_nhwc" not in attrs:
+        data = graph_ops.data_of(y)
+        _, lo, hi = absorbed
+        if lo is not None:
+            np.maximum(data, np.float32(lo), out=data)
+        if hi is not None:
+            np.minimum(data, np.float32(hi), out=data)
+    return y
 
 
 def _uint8_max_pool_ok(node) -> bool:
@@ -678,6 +703,10 @@ def _conv_geometry(attrs, spatial) -> tuple:
 
 
 def _run_conv(attrs, x):
+    return _float_clip(attrs, _conv_output(attrs, x))
+
+
+def _conv_output(attrs, x):
     cores, depthwise = attrs["cores"], attrs.get("depthwise")
     if attrs.get("in_nhwc"):  # the uint8 NHWC output of a chained producer
         xq = graph_ops.data_of(x)
