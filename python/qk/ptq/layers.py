@@ -27,13 +27,14 @@ from ..nn import Module, Tensor
 from ..nn.functional import im2col
 
 
-def _direct_gemm(x2d, packed) -> bool:
+def _direct_gemm(x2d, weight_q) -> bool:
     """x2d (rows, K) is a C-contiguous array the GEMM kernel takes in one call
-    (K within the exact int32 range, few enough multiply-adds for one
-    uninterruptible block), so a core may skip the public wrapper's checks."""
+    with the core's weight (N, K) (K within the exact int32 range, few enough
+    multiply-adds for one uninterruptible block), so a core may skip the
+    public wrapper's checks."""
+    n, k = weight_q.shape
     return (isinstance(x2d, np.ndarray) and x2d.ndim == 2 and x2d.flags.c_contiguous and x2d.flags.aligned
-            and x2d.shape[1] == packed.k and packed.k <= EXACT_K
-            and x2d.shape[0] * packed.k * packed.n <= INTERRUPTIBLE_MACS)
+            and x2d.shape[1] == k and k <= EXACT_K and x2d.shape[0] * k * n <= INTERRUPTIBLE_MACS)
 
 
 def _relu(y: np.ndarray, relu: bool) -> np.ndarray:
@@ -87,10 +88,10 @@ class StaticInt8Core:
             kernel_args = self.__dict__["_kernel_args"] = (
                 _linear_scale(self.x_scale, self.w_scale, self.packed.n),
                 None if self.bias is None else np.ascontiguousarray(self.bias, np.float32))
-        if _direct_gemm(x2d, self.packed) and x2d.dtype == (np.uint8 if self.x_range[0] >= 0 else np.int8):
+        if _direct_gemm(x2d, self.weight_q) and x2d.dtype == (np.uint8 if self.x_range[0] >= 0 else np.int8):
             # the kernel call of qk.quantized_linear without its checks (this
             # core's parameters were checked when it was made): per-layer cost at batch 1
-            out = np.empty((x2d.shape[0], self.packed.n), np.float32)
+            out = np.empty((x2d.shape[0], self.weight_q.shape[0]), np.float32)
             _qk.quantized_linear(x2d, x2d.dtype == np.int8, x2d.shape[0], x2d.shape[1], self.packed._native,
                                  self.x_zero_point, *kernel_args, self.relu, out, 0, 1.0, 0.0, 0.0, 0.0)
             return out
@@ -121,7 +122,7 @@ class DynamicInt8Core:
 
     def matmul(self, x2d):
         x2d = np.ascontiguousarray(x2d)
-        if x2d.dtype == np.float32 and x2d.size and _direct_gemm(x2d, self.packed):
+        if x2d.dtype == np.float32 and x2d.size and _direct_gemm(x2d, self.weight_q):
             lo, hi = float(x2d.min()), float(x2d.max())
             if math.isfinite(lo) and math.isfinite(hi):
                 # qk.dynamic_linear's kernel call without its checks (made once, with this core)
@@ -130,7 +131,7 @@ class DynamicInt8Core:
                         np.ascontiguousarray(np.broadcast_to(self.w_scale, (self.packed.n,)), np.float32),
                         None if self.bias is None else np.ascontiguousarray(self.bias, np.float32))
                 w_scale, bias = self.__dict__["_kernel_args"]
-                out = np.empty((x2d.shape[0], self.packed.n), np.float32)
+                out = np.empty((x2d.shape[0], self.weight_q.shape[0]), np.float32)
                 _qk.dynamic_linear(x2d, x2d.shape[0], x2d.shape[1], min(lo, 0.0), max(hi, 0.0), self.packed._native,
                                    w_scale, bias, out)
                 return _relu(out, self.relu)
