@@ -510,7 +510,7 @@ def test_conv_transpose_quantizes_statically_in_exact_integers(attrs, tmp_path):
     core = node.attrs["core"]
     got = qm.run({"x": x})["y"]
     # the same bits as the integer formulation: exact sums, then the float32 epilogue
-    c_in, c_out, kh, kw = node.attrs["kernel"]
+    c_in, c_out, kh, kw = node.attrs["weight_shape"]
     w = core.weight_q.reshape(c_out, c_in, kh, kw).transpose(1, 0, 2, 3).astype(np.int64)
     xc = core.prepare_input(x).astype(np.int64) - core.x_zero_point
     acc = _int_conv_transpose(xc, w, attrs.get("strides", [1, 1]), attrs.get("pads", [0] * 4),

@@ -219,7 +219,7 @@ class _Writer:
         from ..quantization.graph import _CONV_TRANSPOSE_ATTRS
 
         a, core, base = n.attrs, n.attrs["core"], n.name
-        c_in, c_out, kh, kw = a["kernel"]
+        c_in, c_out, kh, kw = a["weight_shape"]
         wq = core.weight_q.reshape(c_out, c_in, kh, kw).transpose(1, 0, 2, 3).copy()
         xdq = self.qdq_input(n.inputs[0], core, base)
         w = self.dq_weight(wq, core.w_scale, 1, base)

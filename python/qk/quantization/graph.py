@@ -809,7 +809,7 @@ def _run_conv_transpose(attrs, x):
     core = attrs["core"]
     xd = np.ascontiguousarray(graph_ops.data_of(x), np.float32)
     centered = core.prepare_input(xd).astype(np.float64) - core.x_zero_point
-    c_in, c_out, kh, kw = attrs["kernel"]
+    c_in, c_out, kh, kw = attrs["weight_shape"]
     w = core.weight_q.reshape(c_out, c_in, kh, kw).transpose(1, 0, 2, 3).astype(np.float64)
     geometry = {k: v for k, v in attrs.items() if k in _CONV_TRANSPOSE_ATTRS}
     acc = graph_ops.data_of(graph_ops.get("ConvTranspose").run(geometry, Tensor(centered), w))
@@ -950,8 +950,8 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
             new = Node("QuantizedConv", [node.inputs[0]], [out], attrs, node.name)
         elif node.op_type == "ConvTranspose":
             attrs = {k: v for k, v in node.attrs.items() if k in _CONV_TRANSPOSE_ATTRS}
-            attrs.update(core=_core(cfg, w, b, xq, relu is not None, ws), kernel=tuple(g.constants[node.inputs[1]].shape),
-                         **info)
+            attrs.update(core=_core(cfg, w, b, xq, relu is not None, ws),
+                         weight_shape=tuple(g.constants[node.inputs[1]].shape), **info)
             new = Node("QuantizedConvTranspose", [node.inputs[0]], [out], attrs, node.name)
         else:
             new = Node("QuantizedLinear", [node.inputs[0]], [out],
