@@ -1,6 +1,6 @@
 """The native float32 transformer ops the graph executor and qk.nn run on
-(C++, every ISA path bit-identical, threads, GIL released): the exact GELU
-and softmax. float32 only; callers keep NumPy for other dtypes."""
+(C++, every ISA path bit-identical, threads, GIL released): the exact GELU,
+softmax and LayerNorm. float32 only; callers keep NumPy for other dtypes."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ def _float32(x: np.ndarray, name: str) -> np.ndarray:
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    """x * Phi(x) (the exact, erf GELU) of a float32 array, within 1.2e-7 of
-    the relative error of Numerical Recipes' erfc it evaluates."""
+    """x * Phi(x) (the exact, erf GELU) of a float32 array; Phi from Numerical
+    Recipes' erfc (relative error < 1.2e-7 before float32 rounding)."""
     x = _float32(x, "x")
     out = np.empty_like(x)
     if x.size:

@@ -13,8 +13,8 @@ where per-channel weight scales absorb them (Xiao et al., 2022, SmoothQuant).
 `alpha` sets how much moves: 0 leaves the activations, 1 moves all of it.
 
 The division is a Mul node by the constant 1 / s before the layers reading x
-(one per value: layers sharing an input share s); the weights are rescaled in
-place. The result is an ordinary float GraphModule: quantize it with
+(one per value: layers sharing an input share s), and each layer reads a
+rescaled copy of its weight. The result is an ordinary float GraphModule: quantize it with
 qk.ptq.prepare / calibrate / convert or quantize_dynamic, export it (the Mul
 stays a Mul in ONNX).
 """
