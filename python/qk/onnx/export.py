@@ -216,11 +216,11 @@ class _Writer:
 
     def quantized_conv_transpose(self, n):
         """QDQ around ConvTranspose: the weight (C_in, C_out, KH, KW) per output channel (axis 1), int32 bias."""
-        from ..quantization.graph import _CONV_TRANSPOSE_ATTRS
+        from ..quantization.graph import _CONV_TRANSPOSE_ATTRS, conv_transpose_weight
 
         a, core, base = n.attrs, n.attrs["core"], n.name
-        c_in, c_out, kh, kw = a["weight_shape"]
-        wq = core.weight_q.reshape(c_out, c_in, kh, kw).transpose(1, 0, 2, 3).copy()
+        kh, kw = a["weight_shape"][2:]
+        wq = conv_transpose_weight(a).copy()
         xdq = self.qdq_input(n.inputs[0], core, base)
         w = self.dq_weight(wq, core.w_scale, 1, base)
         b = self.dq_bias(core.bias, np.float32(core.x_scale) * core.w_scale.astype(np.float64), base)

@@ -800,6 +800,12 @@ def _run_activation_matmul(attrs, a, b):
 _CONV_TRANSPOSE_ATTRS = ("strides", "dilations", "pads", "output_padding", "output_shape", "auto_pad", "group")
 
 
+def conv_transpose_weight(attrs) -> np.ndarray:
+    """A QuantizedConvTranspose's int8 weight in ConvTranspose's layout (C_in, C_out, KH, KW)."""
+    c_in, c_out, kh, kw = attrs["weight_shape"]
+    return attrs["core"].weight_q.reshape(c_out, c_in, kh, kw).transpose(1, 0, 2, 3)
+
+
 def _run_conv_transpose(attrs, x):
     """A static INT8 ConvTranspose: x quantized to uint8, the exact integer sums
     of (x - zero point) * w scattered over the output by ConvTranspose's own
@@ -807,13 +813,15 @@ def _run_conv_transpose(attrs, x):
     the epilogue y = x_scale * w_scale[o] * acc + bias[o] (then ReLU) in
     float32, as every quantized layer. NumPy, not a native kernel."""
     core = attrs["core"]
+    prepared = attrs.get("_exact")
+    if prepared is None:  # the float64 weight, the output scales and the geometry, once per node
+        prepared = attrs["_exact"] = (conv_transpose_weight(attrs).astype(np.float64),
+                                      (np.float32(core.x_scale) * core.w_scale).astype(np.float32),
+                                      {k: v for k, v in attrs.items() if k in _CONV_TRANSPOSE_ATTRS})
+    w, scale, geometry = prepared
     xd = np.ascontiguousarray(graph_ops.data_of(x), np.float32)
     centered = core.prepare_input(xd).astype(np.float64) - core.x_zero_point
-    c_in, c_out, kh, kw = attrs["weight_shape"]
-    w = core.weight_q.reshape(c_out, c_in, kh, kw).transpose(1, 0, 2, 3).astype(np.float64)
-    geometry = {k: v for k, v in attrs.items() if k in _CONV_TRANSPOSE_ATTRS}
     acc = graph_ops.data_of(graph_ops.get("ConvTranspose").run(geometry, Tensor(centered), w))
-    scale = (np.float32(core.x_scale) * core.w_scale).astype(np.float32)
     y = acc.astype(np.float32) * scale.reshape((1, -1) + (1,) * (acc.ndim - 2))
     if core.bias is not None:
         y += core.bias.reshape((1, -1) + (1,) * (acc.ndim - 2))
