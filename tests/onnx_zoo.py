@@ -110,6 +110,18 @@ def randomize_bn(model, seed):
             m.bias.data.copy_(t.randn(m.num_features, generator=g) * 0.1)
 
 
+def export_seeded_cnn(build, path):
+    """`build()` (resnet or mobilenet) with torch seed 0 and BatchNorm statistics
+    randomized (seed 1), exported by the TorchScript exporter to `path`;
+    returns its input shape."""
+    t = torch_or_skip()
+    t.manual_seed(0)
+    model, shape = build()
+    randomize_bn(model, 1)
+    export(model, (t.randn(*shape),), path, False, ["x"], None)
+    return shape
+
+
 SENTENCES = ["A man is eating food.", "A man is riding a white horse on an enclosed ground.",
              "Quantization makes neural networks smaller and faster.", "Hi",
              "The quick brown fox jumps over the lazy dog near the river bank in the morning.",

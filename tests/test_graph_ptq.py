@@ -18,7 +18,8 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import qk.onnx  # noqa: E402
-from onnx_zoo import SENTENCES, export, export_minilm, mobilenet, randomize_bn, resnet, token_feeds, torch_or_skip  # noqa: E402,F401
+from onnx_zoo import (SENTENCES, export, export_minilm, export_seeded_cnn, mobilenet, randomize_bn, resnet,  # noqa: E402,F401
+                      token_feeds, torch_or_skip)
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +74,7 @@ def test_qdq_export_runs_in_onnxruntime_with_the_same_results(digits_cnn, mode, 
 
 @pytest.mark.parametrize("build", [resnet, mobilenet], ids=["resnet", "mobilenet"])
 def test_imported_cnns_quantize_statically(build, tmp_path):
-    t = torch_or_skip()
-    t.manual_seed(0)
-    model, shape = build()
-    randomize_bn(model, 1)
-    export(model, (t.randn(*shape),), tmp_path / "m.onnx", False, ["x"], None)
+    shape = export_seeded_cnn(build, tmp_path / "m.onnx")
     fp = qk.onnx.load(tmp_path / "m.onnx")
     rng = np.random.default_rng(0)
     calib = [rng.standard_normal((4,) + shape[1:]).astype(np.float32) for _ in range(4)]
@@ -103,11 +100,7 @@ def test_integer_chains_give_the_unchained_results_bit_for_bit(build, add, isa, 
     quantized on request, they join the chains: uint8 in, uint8 out."""
     from qk.quantization.graph import without_chains
 
-    t = torch_or_skip()
-    t.manual_seed(0)
-    model, shape = build()
-    randomize_bn(model, 1)
-    export(model, (t.randn(*shape),), tmp_path / "m.onnx", False, ["x"], None)
+    shape = export_seeded_cnn(build, tmp_path / "m.onnx")
     rng = np.random.default_rng(0)
     calib = [rng.standard_normal((4,) + shape[1:]).astype(np.float32) for _ in range(4)]
     layers = {"Add": qk.quant.INT8_STATIC} if add else None
@@ -553,11 +546,7 @@ def test_a_clip_after_a_float_output_layer_is_applied_by_the_layer(tmp_path):
     results of the separate Clip (which without_chains and export put back)."""
     from qk.quantization.graph import without_chains
 
-    t = torch_or_skip()
-    t.manual_seed(0)
-    model, shape = mobilenet()
-    randomize_bn(model, 1)
-    export(model, (t.randn(*shape),), tmp_path / "m.onnx", False, ["x"], None)
+    shape = export_seeded_cnn(mobilenet, tmp_path / "m.onnx")
     fp = qk.onnx.load(tmp_path / "m.onnx")
     qm = qk.ptq.quantize_dynamic(fp)
     assert fp.graph.op_histogram()["Clip"] == 8 and "Clip" not in qm.graph.op_histogram()

@@ -120,13 +120,9 @@ def test_qat_with_quantized_adds_converts_to_the_ptq_graph(tmp_path):
     """With the residual Adds quantized (layers={"Add": ...}), QAT fake-quantizes
     both inputs and the (ReLU'd) output of each Add, trains, and converts to
     the integer graph PTQ builds: the same QuantizedAdds, bit for bit untrained."""
-    from onnx_zoo import export, randomize_bn, resnet, torch_or_skip
+    from onnx_zoo import export_seeded_cnn, resnet
 
-    t = torch_or_skip()
-    t.manual_seed(0)
-    model, shape = resnet()
-    randomize_bn(model, 1)
-    export(model, (t.randn(*shape),), tmp_path / "m.onnx", False, ["x"], None)
+    shape = export_seeded_cnn(resnet, tmp_path / "m.onnx")
     fp = qk.onnx.load(tmp_path / "m.onnx")
     rng = np.random.default_rng(0)
     calib = [rng.standard_normal((4,) + shape[1:]).astype(np.float32) for _ in range(3)]
