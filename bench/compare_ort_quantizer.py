@@ -84,8 +84,22 @@ def train_torch(model, train, epochs=6):
     return model.eval()
 
 
+def ort_reader(feeds: list):
+    """A fresh onnxruntime CalibrationDataReader over `feeds` (dicts of input name -> array)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(feeds)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    return Reader()
+
+
 def cnn_tables(work, session):
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_dynamic, quantize_static)
 
     train, test = digits_3x32()
@@ -112,16 +126,10 @@ def cnn_tables(work, session):
         dynamic = qk.ptq.quantize_dynamic(fp)
         cells.append(top1(lambda x: dynamic.run({"x": x})["out"]))
 
-        class Reader(CalibrationDataReader):
-            def __init__(self):
-                self.it = iter([{"x": calib[i: i + 20]} for i in range(0, len(calib), 20)])
-
-            def get_next(self):
-                return next(self.it, None)
-
+        feeds = [{"x": calib[i: i + 20]} for i in range(0, len(calib), 20)]
         for method in (CalibrationMethod.MinMax, CalibrationMethod.Entropy):
             out = os.path.join(work, f"{name}_{method.name}.onnx")
-            quantize_static(path, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            quantize_static(path, out, ort_reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method)
             s = session(out)
             cells.append(top1(lambda x: s.run(None, {"x": x})[0]))
@@ -135,7 +143,7 @@ def cnn_tables(work, session):
 
 def held_out_table(fp, path, batches, work, session) -> list:
     """Min / mean cosine on sentences 33-64 of qk's and ORT's INT8 models calibrated (and smoothed) on 1-32."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     calib, held = batches[: len(batches) // 2], batches[len(batches) // 2:]
     ref = np.concatenate([embed(fp.run(b)["out"], b["attention_mask"]) for b in held])
@@ -147,15 +155,8 @@ def held_out_table(fp, path, batches, work, session) -> list:
     def qk_static(m):
         return qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(m), calib, progress=False))
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(calib)
-
-        def get_next(self):
-            return next(self.it, None)
-
     static_path, dynamic_path = os.path.join(work, "held_static.onnx"), os.path.join(work, "held_dynamic.onnx")
-    quantize_static(path, static_path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+    quantize_static(path, static_path, ort_reader(calib), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     quantize_dynamic(path, dynamic_path, per_channel=True, weight_type=QuantType.QInt8)
     rows = []
@@ -181,7 +182,7 @@ def main() -> int:
     ap.add_argument("--out", default=".", help="where ort_quantizer.md goes")
     args = ap.parse_args()
     import onnxruntime as ort
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_dynamic, quantize_static)
 
     work = tempfile.mkdtemp(prefix="qk_ortq_")
@@ -232,13 +233,6 @@ def main() -> int:
     qk_row("qk dynamic INT8", lambda: qk.ptq.quantize_dynamic(fp))
     qk_row(f"qk dynamic INT8, SmoothQuant {SMOOTH_ALPHA}", lambda: qk.ptq.quantize_dynamic(smoothed()))
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(batches)
-
-        def get_next(self):
-            return next(self.it, None)
-
     def ort_row(label, make):
         out = os.path.join(work, label.replace(" ", "_").replace(",", "") + ".onnx")
         t0 = time.perf_counter()
@@ -255,7 +249,7 @@ def main() -> int:
 
     for method in (CalibrationMethod.MinMax, CalibrationMethod.Entropy, CalibrationMethod.Percentile):
         ort_row(f"ORT quantize_static QDQ, {method.name}", lambda out, m=method: quantize_static(
-            path, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+            path, out, ort_reader(batches), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8, calibrate_method=m))
     ort_row("ORT quantize_dynamic, per-channel", lambda out: quantize_dynamic(
         path, out, per_channel=True, weight_type=QuantType.QInt8))
