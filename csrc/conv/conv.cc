@@ -130,8 +130,7 @@ void depthwise_rows(const uint8_t* x, const Shape& s, const int16_t* taps, const
                    const DepthwiseRow row{in_rows.data(), s.width, c, ow, s.kernel_h, s.kernel_w, s.stride_w,
                                           s.dilation_w, s.pad_left, ep.a_zero_point, taps, sums.data()};
                    k.row(row);
-                   for (size_t col0 = 0; col0 < c; col0 += gemm::kNR)
-                     write(sums.data() + col0, c, ow, r * ow, col0, col0 + gemm::kNR <= c ? gemm::kNR : c - col0);
+                   write(sums.data(), c, ow, r * ow, 0, c);
                  }
                });
 }

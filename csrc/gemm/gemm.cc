@@ -221,10 +221,8 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
           // forwarding.
           auto finish = [&](size_t r0) {
             const size_t tr = rows - r0 < mr ? rows - r0 : mr;
-            for (size_t j = 0; j < gp; ++j) {
-              const size_t col0 = (p0 + j) * kNR, cols = (col0 + kNR <= n ? kNR : n - col0);
-              write(sums + r0 * ldc + j * kNR, ldc, tr, m0 + r0, col0, cols);
-            }
+            const size_t col0 = p0 * kNR, cols = (col0 + gp * kNR <= n ? gp * kNR : n - col0);
+            write(sums + r0 * ldc, ldc, tr, m0 + r0, col0, cols);
           };
           for (size_t r0 = 0; r0 < rows; r0 += mr) {
             const size_t tr = rows - r0 < mr ? rows - r0 : mr;

@@ -1,0 +1,11 @@
+// The float and requantizing epilogues compiled for the avx2 path (epilogue_kernel.inc).
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "gemm/epilogue_kernels.h"
+
+namespace qk::gemm::avx2 {
+constexpr size_t kLanes = 8;  // floats per vector register
+#include "gemm/epilogue_kernel.inc"
+}  // namespace qk::gemm::avx2

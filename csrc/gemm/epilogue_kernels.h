@@ -1,0 +1,59 @@
+// The float and requantizing epilogues (gemm.h's Epilogue kinds kFloat and
+// kRequant) as a kernel family, one table per ISA (epilogue_<isa>.cc, each
+// compiling epilogue_kernel.inc with its flags): the GEMM and convolution
+// drivers are baseline code, and on SSE2 these per-element selects and
+// conversions cost more than the int8 tiles whose sums they finish. Every
+// path runs the same IEEE operations per element (-ffp-contract=off), so
+// all agree bit for bit with the scalar expression documented in gemm.h.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace qk::gemm {
+
+// A block of `rows` x `cols` int32 sums (row stride ldc) and where its outputs go.
+struct EpilogueBlock {
+  const int32_t* sums;
+  size_t ldc;
+  size_t rows, cols;
+  const int32_t* colsum;  // the block's first column's sum of B, or null (no zero-point correction)
+  uint32_t correction;    // acc = sums - correction * colsum, modulo 2^32
+  const float* scale;     // per column, from the block's first column
+  const float* bias;      // per column, or null (adds 0.0f: the same values)
+  bool relu;
+  void* out;              // the block's first output element (float, or int8/uint8 bytes)
+  size_t out_stride;      // elements from one output row to the next
+};
+
+// clip(rint(y / out_scale) + zero point) onto [qmin, qmax], NaN to the zero
+// point, in float selects; kMagic = 1.5 * 2^23 rounds half to even (see the
+// .inc). The bounds are precomputed from the Epilogue once per GEMM.
+struct Requantization {
+  float out_scale, lo, hi, zero_point, low, high, nan_value;
+  static constexpr float kMagic = 12582912.0f;
+  Requantization(float scale, float zp, float qmin, float qmax)
+      : out_scale(scale),
+        lo(qmin - zp - 1.0f),
+        hi(qmax - zp + 1.0f),
+        zero_point(zp),
+        low(kMagic + qmin),
+        high(kMagic + qmax),
+        nan_value(kMagic + zp) {}
+};
+
+struct EpilogueKernels {
+  void (*to_float)(const EpilogueBlock& b);                              // y = acc * scale + bias (ReLU)
+  void (*requantize)(const EpilogueBlock& b, const Requantization& rq);  // bytes of requantized y
+};
+
+// The table of the best path at or below the ISA cap (epilogue.cc).
+const EpilogueKernels& epilogue_kernels();
+
+// Defined only on their architecture (cpu/isa_list.h).
+namespace scalar { extern const EpilogueKernels epilogue; }
+namespace avx2 { extern const EpilogueKernels epilogue; }
+namespace avx512 { extern const EpilogueKernels epilogue; }
+namespace neon { extern const EpilogueKernels epilogue; }
+
+}  // namespace qk::gemm

@@ -1,0 +1,11 @@
+// The float and requantizing epilogues compiled for the neon path (epilogue_kernel.inc).
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "gemm/epilogue_kernels.h"
+
+namespace qk::gemm::neon {
+constexpr size_t kLanes = 4;  // floats per vector register
+#include "gemm/epilogue_kernel.inc"
+}  // namespace qk::gemm::neon
