@@ -69,11 +69,6 @@ function(qk_isa_sources root)
     endif()
   endforeach()
 
-  # The quantized Add's float clamps vectorize only when GCC may if-convert
-  # float compares; the results are the same, and qk never reads the
-  # floating-point exception flags the compares would raise.
-  set_source_files_properties("${root}/csrc/quant/add.cc" PROPERTIES COMPILE_OPTIONS "-fno-trapping-math")
-
   set(mine "")
   foreach(isa IN LISTS by_length)
     if(isa IN_LIST isas)

@@ -1,7 +1,7 @@
 """qk.quantized_add (the uint8 Add of integer chains) against its NumPy
 formulation, bit for bit: dequantize each side on its grid, add in float32,
 requantize with round half to even, clamp (ReLU raises the floor to the zero
-point)."""
+point). On every ISA path: each has its own copy of the kernel."""
 
 from __future__ import annotations
 
@@ -24,14 +24,14 @@ PARAMS = [(0.02, 3, 0.05, 128, 0.04, 7), (0.0123, 0, 0.0123, 0, 0.0246, 0), (1e-
 @pytest.mark.parametrize("shape", [(0,), (1,), (7,), (63,), (65,), (2, 3, 17, 33), (1 << 17,)], ids=str)
 @pytest.mark.parametrize("params", PARAMS, ids=lambda p: "-".join(map(str, p)))
 @pytest.mark.parametrize("relu", [False, True])
-def test_quantized_add_matches_the_reference(shape, params, relu, threads):
+def test_quantized_add_matches_the_reference(isa, shape, params, relu, threads):
     rng = np.random.default_rng(len(shape) * 7 + int(relu))
     a = rng.integers(0, 256, shape, dtype=np.uint8)
     b = rng.integers(0, 256, shape, dtype=np.uint8)
     np.testing.assert_array_equal(qk.quantized_add(a, b, *params, relu=relu), reference(a, b, *params, relu))
 
 
-def test_quantized_add_ties_round_to_even_and_extremes_clamp():
+def test_quantized_add_ties_round_to_even_and_extremes_clamp(isa):
     # (a - 0) * 0.5 on a grid of 1: halves everywhere, rounded to even
     a = np.arange(256, dtype=np.uint8)
     b = np.zeros(256, np.uint8)

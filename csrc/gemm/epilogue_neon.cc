@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cpu/vector_lanes.h"
 #include "gemm/epilogue_kernels.h"
 
 namespace qk::gemm::neon {

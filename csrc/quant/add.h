@@ -1,7 +1,7 @@
 // The quantized Add of two uint8 tensors (an integer layer chain's residual
 // connection): each input dequantized on its own grid, summed in float32,
-// requantized onto the output grid and clamped. Baseline code, one
-// definition of the numbers on every path.
+// requantized onto the output grid and clamped. One float32 expression, the
+// same bits on every path (add_kernel.inc, in each quant_<isa>.cc).
 #pragma once
 
 #include <cstddef>

@@ -5,6 +5,7 @@
 
 #include "cpu/kernel_table.h"
 #include "parallel/parallel.h"
+#include "quant/add.h"
 #include "quant/quant_kernels.h"
 
 namespace qk::quant {
@@ -93,6 +94,11 @@ void fake_quantize(const float* x, float* y, Layout layout, const float* scale, 
   for_each_run(layout, scale, zero_point, [&](size_t i, size_t n, const float* s, const float* z, bool pe) {
     k.fake_quantize[pe](x + i, y + i, n, s, z, qmin, qmax, stream);
   });
+}
+
+void add_quantized(const uint8_t* a, const uint8_t* b, size_t n, const AddParams& p, uint8_t* out) {
+  const QuantKernels& k = kernels_for(selected_isa());
+  parallel_for(n, kGrain, 64, [&](size_t begin, size_t end) { k.add(a + begin, b + begin, end - begin, p, out + begin); });
 }
 
 }  // namespace qk::quant

@@ -2,10 +2,13 @@
 // padded copy, so the last elements are computed exactly like the rest.
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
+#include "cpu/vector_lanes.h"
+#include "quant/add.h"
 #include "quant/quant_kernels.h"
 
 namespace qk::quant::avx2 {
@@ -124,6 +127,9 @@ void fake_quantize(const float* x, float* y, size_t n, const float* scale, const
                               });
 }
 
+constexpr size_t kAddLanes = 8;  // floats per vector register
+#include "quant/add_kernel.inc"
+
 }  // namespace
 
 const QuantKernels kernels = {
@@ -132,6 +138,7 @@ const QuantKernels kernels = {
     {{dequantize<int8_t, false>, dequantize<int8_t, true>},
      {dequantize<uint8_t, false>, dequantize<uint8_t, true>}},
     {fake_quantize<false>, fake_quantize<true>},
+    add,
 };
 
 }  // namespace qk::quant::avx2

@@ -2,9 +2,13 @@
 // so it runs the same instructions as the main loop.
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
+#include "cpu/vector_lanes.h"
+#include "quant/add.h"
 #include "quant/quant_kernels.h"
 
 namespace qk::quant::avx512 {
@@ -79,6 +83,9 @@ void fake_quantize(const float* x, float* y, size_t n, const float* scale, const
   });
 }
 
+constexpr size_t kAddLanes = 16;  // floats per vector register
+#include "quant/add_kernel.inc"
+
 }  // namespace
 
 const QuantKernels kernels = {
@@ -87,6 +94,7 @@ const QuantKernels kernels = {
     {{dequantize<int8_t, false>, dequantize<int8_t, true>},
      {dequantize<uint8_t, false>, dequantize<uint8_t, true>}},
     {fake_quantize<false>, fake_quantize<true>},
+    add,
 };
 
 }  // namespace qk::quant::avx512

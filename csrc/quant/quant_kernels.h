@@ -8,6 +8,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+
+#include "quant/add.h"
 
 namespace qk::quant {
 
@@ -22,10 +25,14 @@ using DequantizeFn = void (*)(const void* q, float* x, size_t n, const float* sc
 using FakeQuantizeFn = void (*)(const float* x, float* y, size_t n, const float* scale,
                                 const float* zero_point, float qmin, float qmax, bool stream);
 
+// The quantized Add of two uint8 runs (add.h).
+using AddFn = void (*)(const uint8_t* a, const uint8_t* b, size_t n, const AddParams& p, uint8_t* out);
+
 struct QuantKernels {
   QuantizeFn quantize[2][2];        // [uint8 output][per-element parameters]
   DequantizeFn dequantize[2][2];    // [uint8 input][per-element parameters]
   FakeQuantizeFn fake_quantize[2];  // [per-element parameters]
+  AddFn add;
 };
 
 // Defined only on their architecture (cpu/isa_list.h).

@@ -4,10 +4,13 @@
 // the AVX paths' explicit mode and the scalar path's default mode.
 #include <arm_neon.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
+#include "cpu/vector_lanes.h"
+#include "quant/add.h"
 #include "quant/quant_kernels.h"
 
 namespace qk::quant::neon {
@@ -115,6 +118,9 @@ void fake_quantize(const float* x, float* y, size_t n, const float* scale, const
   });
 }
 
+constexpr size_t kAddLanes = 4;  // floats per vector register
+#include "quant/add_kernel.inc"
+
 }  // namespace
 
 const QuantKernels kernels = {
@@ -123,6 +129,7 @@ const QuantKernels kernels = {
     {{dequantize<int8_t, false>, dequantize<int8_t, true>},
      {dequantize<uint8_t, false>, dequantize<uint8_t, true>}},
     {fake_quantize<false>, fake_quantize<true>},
+    add,
 };
 
 }  // namespace qk::quant::neon

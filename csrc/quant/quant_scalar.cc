@@ -1,7 +1,11 @@
 // Portable reference path; also what every SIMD path must match bit for bit.
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 
+#include "cpu/vector_lanes.h"
+#include "quant/add.h"
 #include "quant/quant_kernels.h"
 
 namespace qk::quant::scalar {
@@ -43,6 +47,9 @@ void fake_quantize(const float* x, float* y, size_t n, const float* scale, const
   }
 }
 
+constexpr size_t kAddLanes = 4;  // floats per vector register
+#include "quant/add_kernel.inc"
+
 }  // namespace
 
 const QuantKernels kernels = {
@@ -51,6 +58,7 @@ const QuantKernels kernels = {
     {{dequantize<int8_t, false>, dequantize<int8_t, true>},
      {dequantize<uint8_t, false>, dequantize<uint8_t, true>}},
     {fake_quantize<false>, fake_quantize<true>},
+    add,
 };
 
 }  // namespace qk::quant::scalar
