@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "gemm/epilogue_kernels.h"
 #include "gemm/gemm.h"
@@ -26,6 +27,13 @@ inline void prefetch_line(const char* p) {
 #endif
 }
 
+inline std::vector<int32_t> column_offsets(const int32_t* colsum, uint32_t correction, size_t n) {
+  std::vector<int32_t> offsets(colsum != nullptr ? n : 0);
+  for (size_t j = 0; j < offsets.size(); ++j)
+    offsets[j] = static_cast<int32_t>(correction * static_cast<uint32_t>(colsum[j]));
+  return offsets;
+}
+
 template <Epilogue::Kind kKind>
 struct TileWriter {
   const Epilogue& ep;
@@ -35,6 +43,8 @@ struct TileWriter {
   void* out;
   size_t out_stride;  // elements from one output row to the next (n for a dense matrix)
   static constexpr size_t kBytes = kKind == Epilogue::kRequant ? 1 : 4;  // per output element
+  // correction * colsum[j] (mod 2^32) per column, once per GEMM; empty without column sums.
+  const std::vector<int32_t> offsets = column_offsets(colsum, correction, n);
   const EpilogueKernels& kernels = epilogue_kernels();
   const Requantization requantization{ep.out_scale, ep.out_zero_point, ep.qmin, ep.qmax};
 
@@ -59,13 +69,12 @@ struct TileWriter {
       for (size_t r = 0; r < rows; ++r) {
         const int32_t* row = sums + r * ldc;
         int32_t* dst = static_cast<int32_t*>(out) + (row0 + r) * out_stride + col0;
-        for (size_t j = 0; j < cols; ++j) {  // wraps modulo 2^32, like the int32 reference
-          const uint32_t fix = colsum != nullptr ? correction * static_cast<uint32_t>(colsum[col0 + j]) : 0u;
-          dst[j] = static_cast<int32_t>(static_cast<uint32_t>(row[j]) - fix);
-        }
+        for (size_t j = 0; j < cols; ++j)  // wraps modulo 2^32, like the int32 reference
+          dst[j] = static_cast<int32_t>(static_cast<uint32_t>(row[j]) -
+                                        (colsum != nullptr ? static_cast<uint32_t>(offsets[col0 + j]) : 0u));
       }
     } else {
-      const EpilogueBlock block{sums, ldc, rows, cols, colsum != nullptr ? colsum + col0 : nullptr, correction,
+      const EpilogueBlock block{sums, ldc, rows, cols, colsum != nullptr ? offsets.data() + col0 : nullptr,
                                 ep.scale + col0, ep.bias != nullptr ? ep.bias + col0 : nullptr, ep.relu,
                                 static_cast<char*>(out) + (row0 * out_stride + col0) * kBytes, out_stride};
       if constexpr (kKind == Epilogue::kFloat)

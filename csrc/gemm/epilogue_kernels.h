@@ -17,8 +17,7 @@ struct EpilogueBlock {
   const int32_t* sums;
   size_t ldc;
   size_t rows, cols;
-  const int32_t* colsum;  // the block's first column's sum of B, or null (no zero-point correction)
-  uint32_t correction;    // acc = sums - correction * colsum, modulo 2^32
+  const int32_t* offsets;  // per column, from the block's first: acc = sums - offsets (mod 2^32); or null
   const float* scale;     // per column, from the block's first column
   const float* bias;      // per column, or null (adds 0.0f: the same values)
   bool relu;
@@ -26,20 +25,16 @@ struct EpilogueBlock {
   size_t out_stride;      // elements from one output row to the next
 };
 
-// clip(rint(y / out_scale) + zero point) onto [qmin, qmax], NaN to the zero
-// point, in float selects; kMagic = 1.5 * 2^23 rounds half to even (see the
-// .inc). The bounds are precomputed from the Epilogue once per GEMM.
+// clip(rint(y / out_scale) + zero point, qmin, qmax), NaN to the zero
+// point, as rint(clip(y / out_scale, qmin - zp, qmax - zp)) + zp: rounding
+// is monotone and the bounds are integers, so clamping first is the same.
+// rint adds and subtracts kMagic = 1.5 * 2^23, which rounds half to even for
+// the clamped |t| < 2^22 (the int8/uint8 bounds). Precomputed per GEMM.
 struct Requantization {
-  float out_scale, lo, hi, zero_point, low, high, nan_value;
+  float out_scale, lo, hi, zero_point;  // NaN gives the zero point
   static constexpr float kMagic = 12582912.0f;
   Requantization(float scale, float zp, float qmin, float qmax)
-      : out_scale(scale),
-        lo(qmin - zp - 1.0f),
-        hi(qmax - zp + 1.0f),
-        zero_point(zp),
-        low(kMagic + qmin),
-        high(kMagic + qmax),
-        nan_value(kMagic + zp) {}
+      : out_scale(scale), lo(qmin - zp), hi(qmax - zp), zero_point(zp) {}
 };
 
 struct EpilogueKernels {
