@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import _float_ops
 from ..nn import functional as F
-from ..nn.tensor import Tensor, unbroadcast
+from ..nn.tensor import Tensor, _as_array, current_tracer, is_grad_enabled, unbroadcast
 
 
 @dataclass
@@ -550,6 +550,14 @@ def _reduce(np_fn, kind):
             return _empty_extreme(data_of(x), ax, keep, kind)
         if not is_tensor(x):
             return np_fn(np.asarray(x), axis=ax, keepdims=keep)
+        if kind in ("sum", "mean") and not (is_grad_enabled() and x.requires_grad) and current_tracer() is None:
+            # Tensor.sum / Tensor.mean's values without their autograd wrappers (most of a batch-1 pool's time)
+            xd = x.data
+            y = np.asarray(xd.sum(axis=ax, keepdims=keep))
+            if kind == "mean":
+                count = xd.size if ax is None else int(np.prod([xd.shape[a] for a in ax]))
+                y = y * _as_array(1.0 / count, y.dtype)
+            return Tensor(y)
         if kind == "sum":
             return x.sum(axis=ax, keepdims=keep)
         if kind == "mean":
