@@ -1,5 +1,6 @@
 // The A packers of the micro-kernels' formats (gemm_kernels.h), baseline code.
 #include <cstring>
+#include <type_traits>
 
 #include "gemm/gemm_kernels.h"
 
@@ -27,54 +28,116 @@ inline void convert_step(const uint8_t* src, bool a_signed, T* dst) {
 }
 
 #if defined(__x86_64__) || defined(__aarch64__)
-// Four rows x four quads (16 bytes of each row, row stride k) into the
-// interleaved layout: quad q's four rows at out + q * quad_stride, 16 bytes,
-// as a 4 x 4 transpose of 32-bit lanes (the scalar loop moves 4 bytes at a time).
-inline void transpose_quads(const uint8_t* src, size_t k, bool a_signed, uint8_t* out, size_t quad_stride) {
+// The micro-kernels' A is a transpose of 32-bit lanes (a quad of bytes or a
+// pair of int16): four rows' lanes 0..3 become the four rows of lane 0, of
+// lane 1, ..., stored at out + lane * lane_stride, 16 bytes each.
 #if defined(__x86_64__)
-  const __m128i flip = _mm_set1_epi8(a_signed ? char(0x80) : 0);
-  auto row = [&](size_t r) {
-    return _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + r * k)), flip);
-  };
-  const __m128i r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3);
-  const __m128i lo01 = _mm_unpacklo_epi32(r0, r1), hi01 = _mm_unpackhi_epi32(r0, r1);
-  const __m128i lo23 = _mm_unpacklo_epi32(r2, r3), hi23 = _mm_unpackhi_epi32(r2, r3);
-  auto put = [&](size_t q, __m128i v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(out + q * quad_stride), v); };
+using Vec = __m128i;
+inline void store_transposed(Vec r0, Vec r1, Vec r2, Vec r3, uint8_t* out, size_t lane_stride) {
+  const Vec lo01 = _mm_unpacklo_epi32(r0, r1), hi01 = _mm_unpackhi_epi32(r0, r1);
+  const Vec lo23 = _mm_unpacklo_epi32(r2, r3), hi23 = _mm_unpackhi_epi32(r2, r3);
+  auto put = [&](size_t q, Vec v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(out + q * lane_stride), v); };
   put(0, _mm_unpacklo_epi64(lo01, lo23));
   put(1, _mm_unpackhi_epi64(lo01, lo23));
   put(2, _mm_unpacklo_epi64(hi01, hi23));
   put(3, _mm_unpackhi_epi64(hi01, hi23));
+}
+// The same for two rows: lane q's two rows (8 bytes) at out + q * lane_stride.
+inline void store_transposed(Vec r0, Vec r1, uint8_t* out, size_t lane_stride) {
+  const Vec lo = _mm_unpacklo_epi32(r0, r1), hi = _mm_unpackhi_epi32(r0, r1);
+  auto put = [&](size_t q, Vec v) { _mm_storel_epi64(reinterpret_cast<__m128i*>(out + q * lane_stride), v); };
+  put(0, lo);
+  put(1, _mm_unpackhi_epi64(lo, lo));
+  put(2, hi);
+  put(3, _mm_unpackhi_epi64(hi, hi));
+}
+inline Vec load16(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+inline Vec flip_sign(Vec v, bool a_signed) { return _mm_xor_si128(v, _mm_set1_epi8(a_signed ? char(0x80) : 0)); }
+// 16 bytes as int16: (low 8, high 8), sign- or zero-extended.
+inline void widen(Vec v, bool a_signed, Vec& lo, Vec& hi) {
+  const Vec ext = a_signed ? _mm_cmpgt_epi8(_mm_setzero_si128(), v) : _mm_setzero_si128();
+  lo = _mm_unpacklo_epi8(v, ext);
+  hi = _mm_unpackhi_epi8(v, ext);
+}
 #else
-  const uint8x16_t flip = vdupq_n_u8(a_signed ? 0x80 : 0);
-  auto row = [&](size_t r) { return vreinterpretq_u32_u8(veorq_u8(vld1q_u8(src + r * k), flip)); };
-  const uint32x4_t r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3);
+using Vec = uint32x4_t;
+inline void store_transposed(Vec r0, Vec r1, Vec r2, Vec r3, uint8_t* out, size_t lane_stride) {
   const uint64x2_t lo01 = vreinterpretq_u64_u32(vzip1q_u32(r0, r1)), hi01 = vreinterpretq_u64_u32(vzip2q_u32(r0, r1));
   const uint64x2_t lo23 = vreinterpretq_u64_u32(vzip1q_u32(r2, r3)), hi23 = vreinterpretq_u64_u32(vzip2q_u32(r2, r3));
-  auto put = [&](size_t q, uint64x2_t v) { vst1q_u8(out + q * quad_stride, vreinterpretq_u8_u64(v)); };
+  auto put = [&](size_t q, uint64x2_t v) { vst1q_u8(out + q * lane_stride, vreinterpretq_u8_u64(v)); };
   put(0, vzip1q_u64(lo01, lo23));
   put(1, vzip2q_u64(lo01, lo23));
   put(2, vzip1q_u64(hi01, hi23));
   put(3, vzip2q_u64(hi01, hi23));
+}
+inline void store_transposed(Vec r0, Vec r1, uint8_t* out, size_t lane_stride) {
+  const uint32x4_t lo = vzip1q_u32(r0, r1), hi = vzip2q_u32(r0, r1);
+  auto put = [&](size_t q, uint32x2_t v) { vst1_u8(out + q * lane_stride, vreinterpret_u8_u32(v)); };
+  put(0, vget_low_u32(lo));
+  put(1, vget_high_u32(lo));
+  put(2, vget_low_u32(hi));
+  put(3, vget_high_u32(hi));
+}
+inline Vec load16(const uint8_t* p) { return vreinterpretq_u32_u8(vld1q_u8(p)); }
+inline Vec flip_sign(Vec v, bool a_signed) {
+  return vreinterpretq_u32_u8(veorq_u8(vreinterpretq_u8_u32(v), vdupq_n_u8(a_signed ? 0x80 : 0)));
+}
+inline void widen(Vec v, bool a_signed, Vec& lo, Vec& hi) {
+  const uint8x16_t b = vreinterpretq_u8_u32(v);
+  if (a_signed) {
+    const int8x16_t s = vreinterpretq_s8_u8(b);
+    lo = vreinterpretq_u32_s16(vmovl_s8(vget_low_s8(s)));
+    hi = vreinterpretq_u32_s16(vmovl_s8(vget_high_s8(s)));
+  } else {
+    lo = vreinterpretq_u32_u16(vmovl_u8(vget_low_u8(b)));
+    hi = vreinterpretq_u32_u16(vmovl_u8(vget_high_u8(b)));
+  }
+}
 #endif
+
+// kRows (4 or 2) rows x 16 bytes (row stride k) into the interleaved layout,
+// lane (step) q's rows at out + q * lane_stride: four quads of bytes, signed
+// A shifted, or eight pairs widened to int16.
+template <size_t kStep, size_t kRows>
+inline void transpose_rows(const uint8_t* src, size_t k, bool a_signed, uint8_t* out, size_t lane_stride) {
+  Vec lo[kRows], hi[kRows];
+  for (size_t r = 0; r < kRows; ++r) {
+    const Vec v = load16(src + r * k);
+    if constexpr (kStep == 4) lo[r] = flip_sign(v, a_signed);
+    else widen(v, a_signed, lo[r], hi[r]);
+  }
+  auto store = [&](const Vec* v, uint8_t* dst) {
+    if constexpr (kRows == 4) store_transposed(v[0], v[1], v[2], v[3], dst, lane_stride);
+    else store_transposed(v[0], v[1], dst, lane_stride);
+  };
+  store(lo, out);
+  if constexpr (kStep == 2) store(hi, out + 4 * lane_stride);
 }
 #endif
 
 // Whole steps [0, full) of one tile's tr rows (row stride k): row r of step q
-// at out + (q * tr + r) * kStep. Quads go 4 rows x 4 quads at a time in vector
-// registers where the architecture's baseline has them (the scalar loop moves
-// 4 bytes at a time; a convolution's gathered A made it a fifth of its time).
+// at out + (q * tr + r) * kStep. Four rows x 16 bytes at a time in vector
+// registers where the architecture's baseline has them (element by element,
+// packing cost the AVX2 GEMM of a 7 x 7 stem convolution twice its tiles).
 template <size_t kStep, typename T>
 void pack_steps(const uint8_t* src, size_t k, size_t tr, size_t full, bool a_signed, T* out) {
   size_t r0 = 0;
 #if defined(__x86_64__) || defined(__aarch64__)
-  if constexpr (kStep == 4) {
-    for (; r0 + 4 <= tr; r0 += 4) {
+  constexpr size_t kVecSteps = 16 / kStep;
+  auto rows = [&](auto group) {
+    constexpr size_t kRows = decltype(group)::value;
+    for (; r0 + kRows <= tr; r0 += kRows) {
       size_t q = 0;
-      for (; q + 4 <= full; q += 4) transpose_quads(src + r0 * k + q * 4, k, a_signed, out + (q * tr + r0) * 4, tr * 4);
+      for (; q + kVecSteps <= full; q += kVecSteps)
+        transpose_rows<kStep, kRows>(src + r0 * k + q * kStep, k, a_signed,
+                                     reinterpret_cast<uint8_t*>(out + (q * tr + r0) * kStep), tr * kStep * sizeof(T));
       for (; q < full; ++q)
-        for (size_t r = r0; r < r0 + 4; ++r) convert_step<4>(src + r * k + q * 4, a_signed, out + (q * tr + r) * 4);
+        for (size_t r = r0; r < r0 + kRows; ++r)
+          convert_step<kStep>(src + r * k + q * kStep, a_signed, out + (q * tr + r) * kStep);
     }
-  }
+  };
+  rows(std::integral_constant<size_t, 4>{});
+  rows(std::integral_constant<size_t, 2>{});
 #endif
   for (size_t q = 0; q < full; ++q)
     for (size_t r = r0; r < tr; ++r) convert_step<kStep>(src + r * k + q * kStep, a_signed, out + (q * tr + r) * kStep);
