@@ -46,7 +46,8 @@ struct TileWriter {
   // correction * colsum[j] (mod 2^32) per column, once per GEMM; empty without column sums.
   const std::vector<int32_t> offsets = column_offsets(colsum, correction, n);
   const EpilogueKernels& kernels = epilogue_kernels();
-  const Requantization requantization{ep.out_scale, ep.out_zero_point, ep.qmin, ep.qmax};
+  const Requantization requantization{ep.out_scale, static_cast<int32_t>(ep.out_zero_point),
+                                      static_cast<int32_t>(ep.qmin), static_cast<int32_t>(ep.qmax)};
 
   // Requests the output lines of rows [row0, row0 + rows), columns [col0,
   // col0 + cols), so the epilogue does not wait on them (measured 2-10% on

@@ -31,10 +31,11 @@ struct EpilogueBlock {
 // rint adds and subtracts kMagic = 1.5 * 2^23, which rounds half to even for
 // the clamped |t| < 2^22 (the int8/uint8 bounds). Precomputed per GEMM.
 struct Requantization {
-  float out_scale, lo, hi, zero_point;  // NaN gives the zero point
+  float out_scale, lo, hi;
+  int32_t zero_point;  // NaN gives the zero point
   static constexpr float kMagic = 12582912.0f;
-  Requantization(float scale, float zp, float qmin, float qmax)
-      : out_scale(scale), lo(qmin - zp), hi(qmax - zp), zero_point(zp) {}
+  Requantization(float scale, int32_t zp, int32_t qmin, int32_t qmax)
+      : out_scale(scale), lo(float(qmin - zp)), hi(float(qmax - zp)), zero_point(zp) {}
 };
 
 struct EpilogueKernels {
