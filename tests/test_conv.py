@@ -58,10 +58,14 @@ GRID = [
         [(1, 1), (5, 7), (12, 9)])
     if (hw[0] + p[0] + p[2] >= d[0] * (k[0] - 1) + 1 and hw[1] + p[1] + p[3] >= d[1] * (k[1] - 1) + 1)
 ]
-# Thinned to a fixed, varied sample so every ISA path runs it in seconds; the 7x7 cases are added whole.
+# Thinned to a fixed, varied sample so every ISA path runs it in seconds; the 7x7 cases and the
+# depthwise channel-block edges are added whole.
 SAMPLE = GRID[::7] + [(2, 3, 1, (7, 7), (2, 2), (1, 1), (3, 3, 3, 3), (16, 16)),
                       (1, 64, "dw", (7, 7), (1, 1), (1, 1), (3, 3, 3, 3), (9, 9)),
-                      (2, 24, 3, (3, 3), (1, 1), (2, 2), (2, 2, 2, 2), (10, 10))]
+                      (2, 24, 3, (3, 3), (1, 1), (2, 2), (2, 2, 2, 2), (10, 10)),
+                      # depthwise channel blocks: 16 + 8 (+ 3) and 32 + 8 + 4 on the x86 paths
+                      (1, 27, "dw", (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), (6, 7)),
+                      (2, 44, "dw", (3, 3), (2, 2), (1, 1), (0, 1, 2, 3), (9, 8))]
 
 
 def _case(seed, b, c, g, k, hw, extremes=False):

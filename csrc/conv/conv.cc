@@ -23,10 +23,10 @@ constexpr KernelTable<DepthwiseKernels> kDepthwise = {
 constexpr size_t kBlockBytes = size_t(1) << 20;
 
 // The input row that kernel row i of output row oy reads, in the image seen
-// with its padding (not stored), or nullptr where that row is padding.
-const uint8_t* input_row(const uint8_t* image, const Shape& s, size_t oy, size_t i) {
+// with its padding (not stored), or `padding` where that row is padding.
+const uint8_t* input_row(const uint8_t* image, const Shape& s, size_t oy, size_t i, const uint8_t* padding) {
   const size_t pos = oy * s.stride_h + i * s.dilation_h;
-  if (pos < s.pad_top || pos - s.pad_top >= s.height) return nullptr;
+  if (pos < s.pad_top || pos - s.pad_top >= s.height) return padding;
   return image + (pos - s.pad_top) * s.width * s.channels;
 }
 
@@ -120,15 +120,17 @@ void depthwise_rows(const uint8_t* x, const Shape& s, const int16_t* taps, const
   parallel_for(rows, work >= (size_t(1) << 16) ? 1 : (size_t(1) << 16) / (work ? work : 1), 1,
                [&](size_t begin, size_t end) {
                  std::vector<int32_t> sums(ow * c);
-                 std::vector<const uint8_t*> in_rows(s.kernel_h);
+                 std::vector<const uint8_t*> in_rows(s.kernel_h), tap_pixels(s.kernel_h * s.kernel_w);
+                 const std::vector<uint8_t> padding(s.width * c, static_cast<uint8_t>(ep.a_zero_point));
                  // The zero-point correction is already in the sums: no column sums.
                  const gemm::TileWriter<kKind> write{ep, nullptr, 0u, c, out, c};
                  for (size_t r = begin; r < end; ++r) {
                    const size_t b = r / oh, oy = r % oh;
                    const uint8_t* image = x + b * s.height * s.width * c;
-                   for (size_t i = 0; i < s.kernel_h; ++i) in_rows[i] = input_row(image, s, oy, i);
-                   const DepthwiseRow row{in_rows.data(), s.width, c, ow, s.kernel_h, s.kernel_w, s.stride_w,
-                                          s.dilation_w, s.pad_left, ep.a_zero_point, taps, sums.data()};
+                   for (size_t i = 0; i < s.kernel_h; ++i) in_rows[i] = input_row(image, s, oy, i, padding.data());
+                   const DepthwiseRow row{in_rows.data(), padding.data(), s.width, c, ow, s.kernel_h, s.kernel_w,
+                                          s.stride_w, s.dilation_w, s.pad_left, ep.a_zero_point, taps,
+                                          sums.data(), tap_pixels.data()};
                    k.row(row);
                    write(sums.data(), c, ow, r * ow, 0, c);
                  }

@@ -1,4 +1,6 @@
-// Depthwise kernel compiled for the avx2 path (depthwise_kernel.inc).
+// Depthwise kernel compiled for the avx2 path (depthwise_kernel.inc, 16-channel blocks of depthwise_madd.inc).
+#include <immintrin.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -8,4 +10,6 @@
 namespace qk::conv::avx2 {
 constexpr size_t kLanes = 8;  // int32 lanes of one vector register
 #include "conv/depthwise_kernel.inc"
+#include "conv/depthwise_madd.inc"
+const DepthwiseKernels kernels = {row<MaddBlock>};
 }  // namespace qk::conv::avx2

@@ -9,12 +9,14 @@ namespace qk::conv {
 
 // One output row (one image, one output y) of a depthwise convolution.
 struct DepthwiseRow {
-  const uint8_t* const* rows;  // kernel_h input rows (width x channels), nullptr where padded
+  const uint8_t* const* rows;  // kernel_h input rows (width x channels); `padding` where the row is padding
+  const uint8_t* padding;      // width x channels bytes of the input zero point: (zp - zp) * w = 0
   size_t width, channels, out_w;
   size_t kernel_h, kernel_w, stride_w, dilation_w, pad_left;
-  int32_t zero_point;   // of the input: padding contributes (zp - zp) * w = 0, so it is skipped
+  int32_t zero_point;   // of the input
   const int16_t* taps;  // (kernel_h * kernel_w, channels)
   int32_t* sums;        // out_w x channels, exact: sum over taps of (x - zp) * w
+  const uint8_t** tap_pixels;  // kernel_h * kernel_w pointers: the kernel's workspace
 };
 
 struct DepthwiseKernels {

@@ -8,4 +8,5 @@
 namespace qk::conv::neon {
 constexpr size_t kLanes = 4;  // int32 lanes of one vector register
 #include "conv/depthwise_kernel.inc"
+const DepthwiseKernels kernels = {row<VectorBlock>};
 }  // namespace qk::conv::neon
