@@ -2,8 +2,40 @@
 
 #include "parallel/parallel.h"
 
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 namespace qk::conv {
 namespace {
+
+// out[p * rows + r] = x[r * cols + p] for rows [r0, r1) and columns [p0, p1).
+template <typename T>
+void transpose_block(const T* x, size_t rows, size_t cols, size_t r0, size_t r1, size_t p0, size_t p1, T* out) {
+  for (size_t p = p0; p < p1; ++p)
+    for (size_t r = r0; r < r1; ++r) out[p * rows + r] = x[r * cols + p];
+}
+
+#if defined(__x86_64__)
+// Floats in 4 x 4 blocks of SSE registers (a chain's float output to NCHW
+// moved one element at a time: 0.5 ms for a 2 MB batch), the edges as above.
+void transpose_block(const float* x, size_t rows, size_t cols, size_t r0, size_t r1, size_t p0, size_t p1,
+                     float* out) {
+  const size_t r4 = r0 + (r1 - r0) / 4 * 4, p4 = p0 + (p1 - p0) / 4 * 4;
+  for (size_t p = p0; p < p4; p += 4)
+    for (size_t r = r0; r < r4; r += 4) {
+      __m128 a = _mm_loadu_ps(x + r * cols + p), b = _mm_loadu_ps(x + (r + 1) * cols + p);
+      __m128 c = _mm_loadu_ps(x + (r + 2) * cols + p), d = _mm_loadu_ps(x + (r + 3) * cols + p);
+      _MM_TRANSPOSE4_PS(a, b, c, d);
+      _mm_storeu_ps(out + p * rows + r, a);
+      _mm_storeu_ps(out + (p + 1) * rows + r, b);
+      _mm_storeu_ps(out + (p + 2) * rows + r, c);
+      _mm_storeu_ps(out + (p + 3) * rows + r, d);
+    }
+  transpose_block<float>(x, rows, cols, r4, r1, p0, p1, out);
+  transpose_block<float>(x, rows, cols, r0, r4, p4, p1, out);
+}
+#endif
 
 // out[p * rows + r] = x[r * cols + p] for a (rows, cols) matrix, in tiles of
 // kTile x kTile so reads and writes both stay within a few cache lines.
@@ -12,11 +44,8 @@ void transpose(const T* x, size_t rows, size_t cols, T* out) {
   constexpr size_t kTile = 32;
   for (size_t p0 = 0; p0 < cols; p0 += kTile) {
     const size_t p1 = p0 + kTile < cols ? p0 + kTile : cols;
-    for (size_t r0 = 0; r0 < rows; r0 += kTile) {
-      const size_t r1 = r0 + kTile < rows ? r0 + kTile : rows;
-      for (size_t p = p0; p < p1; ++p)
-        for (size_t r = r0; r < r1; ++r) out[p * rows + r] = x[r * cols + p];
-    }
+    for (size_t r0 = 0; r0 < rows; r0 += kTile)
+      transpose_block(x, rows, cols, r0, r0 + kTile < rows ? r0 + kTile : rows, p0, p1, out);
   }
 }
 
