@@ -215,3 +215,32 @@ ENGLISH = [
     "The shop offers a discount on winter coats.", "She sent the letter by registered mail.",
     "The old castle attracts thousands of tourists every summer.", "Thank you very much for your help.",
 ]
+
+
+
+def ort_int8_kernels_exact() -> bool:
+    """Whether ONNX Runtime's u8s8 integer kernels (fused QDQ, ConvInteger,
+    MatMulInteger) give exact sums on this CPU. On x86 without VNNI they sum
+    pairs of products in saturating int16 (vpmaddubsw; its quantizer's
+    `reduce_range` exists for this), and drift from the exact results by many
+    output quanta (measured on an AVX2-only Zen 3: 0.95 on a digits CNN whose
+    outputs reach 5.5, where qk's model and ORT's unfused run agree within 0.011)."""
+    import qk
+
+    features = qk.cpu_features()
+    return "avx2" not in features or any(features.get(f) for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def ort_quantized_session(src):
+    """An ONNX Runtime session that computes what a quantized QDQ file says:
+    where ORT's integer kernels are not exact (ort_int8_kernels_exact), it
+    keeps the graph as written (ORT_ENABLE_BASIC: QuantizeLinear /
+    DequantizeLinear run as such, not fused into integer kernels); elsewhere
+    ORT's default optimizations."""
+    import onnxruntime as ort
+
+    src = src.SerializeToString() if hasattr(src, "SerializeToString") else str(src)
+    options = ort.SessionOptions()
+    if not ort_int8_kernels_exact():
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return ort.InferenceSession(src, options, providers=["CPUExecutionProvider"])

@@ -10,6 +10,8 @@ import qk
 from qk import nn
 from qk.quant import UINT8_ACTIVATION, QConfig, QScheme
 
+from onnx_zoo import ort_quantized_session
+
 
 @pytest.fixture(scope="module")
 def digits(digits_cnn_graph):
@@ -110,9 +112,9 @@ def test_imported_onnx_cnn_trains_then_qat_recovers_int4(tmp_path):
     assert "FakeQuant" not in qm.graph.op_histogram() and qm.graph.op_histogram()["QuantizedConv"] == 2
     qat_acc = float((qm.run({"x": xt})["y"].argmax(1) == yt).mean())
     assert qat_acc >= fp_acc - 0.01, (fp_acc, qat_acc)
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     qk.onnx.export(qm, tmp_path / "q.onnx")
-    theirs = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": xt})[0]
+    theirs = ort_quantized_session(tmp_path / "q.onnx").run(None, {"x": xt})[0]
     assert (theirs.argmax(1) == qm.run({"x": xt})["y"].argmax(1)).mean() > 0.98
 
 

@@ -8,6 +8,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from onnx_zoo import ort_quantized_session  # noqa: E402
 from qk.__main__ import main  # noqa: E402
 
 
@@ -86,7 +87,7 @@ def test_quantize_end_to_end(tmp_path, capsys, method):
     if method == "static":
         assert "calibrating [" in captured.err  # the progress bar
     ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = ort_quantized_session(out).run(None, {"x": x})[0]
     assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
 
 
@@ -102,7 +103,7 @@ def test_quantize_with_smooth_quant(tmp_path, capsys):
     assert "(static INT8, SmoothQuant alpha 0.5)" in captured.out and "smoothing [" in captured.err
     assert "Mul" in {n.op_type for n in onnx.load(str(out)).graph.node}  # before the Gemm
     ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = ort_quantized_session(out).run(None, {"x": x})[0]
     assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
     for argv, message in [(base + ["--smooth", "2"], "--smooth: expected an exponent in [0, 1], got 2.0"),
                           (base + ["--smooth", "0.5", "--method", "fp16"], "not fp16"),
