@@ -550,7 +550,7 @@ def _reduce(np_fn, kind):
             return _empty_extreme(data_of(x), ax, keep, kind)
         if not is_tensor(x):
             return np_fn(np.asarray(x), axis=ax, keepdims=keep)
-        if kind in ("sum", "mean") and not (is_grad_enabled() and x.requires_grad) and current_tracer() is None:
+        if kind in ("sum", "mean") and _untracked(x):
             # Tensor.sum / Tensor.mean's values without their autograd wrappers (most of a batch-1 pool's time)
             xd = x.data
             y = np.asarray(xd.sum(axis=ax, keepdims=keep))
@@ -596,14 +596,22 @@ register("ReduceMin")(_reduce(np.min, "min"))
 # --- shapes and data movement --------------------------------------------------------------
 
 
+def _untracked(x) -> bool:
+    """A Tensor whose op needs no autograd record nor trace: its value alone will do."""
+    return not (is_grad_enabled() and x.requires_grad) and current_tracer() is None
+
+
 def reshape(x, shape):
     if is_tensor(x):
-        return x.reshape(tuple(shape))
+        # Tensor.reshape records its backward and its traced form (8 us a call at batch 1)
+        return Tensor(x.data.reshape(tuple(shape))) if _untracked(x) else x.reshape(tuple(shape))
     return np.reshape(x, tuple(shape))
 
 
 def transpose(x, perm):
-    return x.transpose(tuple(perm)) if is_tensor(x) else np.transpose(x, perm)
+    if is_tensor(x):
+        return Tensor(x.data.transpose(tuple(perm))) if _untracked(x) else x.transpose(tuple(perm))
+    return np.transpose(x, perm)
 
 
 @register("Identity")
@@ -623,7 +631,7 @@ def _flatten(attrs, x):
     shape = np.shape(data_of(x))
     axis = attrs.get("axis", 1)
     axis = axis + len(shape) if axis < 0 else axis
-    return reshape(x, (int(np.prod(shape[:axis], dtype=np.int64)), int(np.prod(shape[axis:], dtype=np.int64))))
+    return reshape(x, (math.prod(shape[:axis]), math.prod(shape[axis:])))
 
 
 @register("Reshape")
