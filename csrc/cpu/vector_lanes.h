@@ -7,6 +7,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 namespace qk {
 namespace {
@@ -37,6 +44,44 @@ inline typename Lanes<kLanes>::Bytes low_bytes(typename Lanes<kLanes>::Ints v) {
 #else
   return __builtin_convertvector(__builtin_convertvector(v, typename L::Halves), typename L::Bytes);
 #endif
+}
+
+// rint (round half to even) of floats below 2^22 in magnitude: one
+// rounding instruction where the ISA has one with the rounding mode in the
+// instruction (not the MXCSR's), else (t + 1.5 * 2^23) - 1.5 * 2^23. Exact
+// both ways, so every path gives the same integers.
+template <size_t kLanes>
+inline typename Lanes<kLanes>::Floats round_even(typename Lanes<kLanes>::Floats t) {
+  using Floats = typename Lanes<kLanes>::Floats;
+#if defined(__AVX512F__)
+  if constexpr (kLanes == 16) {
+    __m512 v;
+    std::memcpy(&v, &t, sizeof v);
+    v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    std::memcpy(&t, &v, sizeof v);
+    return t;
+  }
+#endif
+#if defined(__AVX__)
+  if constexpr (kLanes == 8) {
+    __m256 v;
+    std::memcpy(&v, &t, sizeof v);
+    v = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    std::memcpy(&t, &v, sizeof v);
+    return t;
+  }
+#endif
+#if defined(__aarch64__)
+  if constexpr (kLanes == 4) {
+    float32x4_t v;
+    std::memcpy(&v, &t, sizeof v);
+    v = vrndnq_f32(v);
+    std::memcpy(&t, &v, sizeof v);
+    return t;
+  }
+#endif
+  constexpr float kMagic = 12582912.0f;
+  return (t + kMagic) - kMagic;
 }
 
 }  // namespace

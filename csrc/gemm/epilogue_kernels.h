@@ -28,12 +28,11 @@ struct EpilogueBlock {
 // clip(rint(y / out_scale) + zero point, qmin, qmax), NaN to the zero
 // point, as rint(clip(y / out_scale, qmin - zp, qmax - zp)) + zp: rounding
 // is monotone and the bounds are integers, so clamping first is the same.
-// rint adds and subtracts kMagic = 1.5 * 2^23, which rounds half to even for
-// the clamped |t| < 2^22 (the int8/uint8 bounds). Precomputed per GEMM.
+// rint is round_even (cpu/vector_lanes.h), exact for the clamped |t| < 2^22
+// (the int8/uint8 bounds). Precomputed per GEMM.
 struct Requantization {
   float out_scale, lo, hi;
   int32_t zero_point;  // NaN gives the zero point
-  static constexpr float kMagic = 12582912.0f;
   Requantization(float scale, int32_t zp, int32_t qmin, int32_t qmax)
       : out_scale(scale), lo(float(qmin - zp)), hi(float(qmax - zp)), zero_point(zp) {}
 };
