@@ -629,23 +629,21 @@ def _run_quantized_add(attrs, a, b):
     one flag per input). The result is float NCHW, dequantized, or with
     "out_nhwc" the uint8 NHWC input of the chained readers."""
     (sa, za), (sb, zb), (so, zo) = attrs["a_qparams"], attrs["b_qparams"], attrs["out_qparams"]
+    if "_add_args" not in attrs:  # checked once, then the kernel directly
+        attrs["_add_args"] = _quant_ops.quantized_add_args(sa, za, sb, zb, so, zo, attrs["relu"])
     chained = attrs.get("in_nhwc", (False, False))
-    qs = []
-    for x, (scale, zp), nhwc in ((a, (sa, za), chained[0]), (b, (sb, zb), chained[1])):
-        xd = graph_ops.data_of(x)
-        # every operand as a logical NCHW array (a view of the NHWC ones)
-        qs.append(xd.transpose(0, 3, 1, 2) if nhwc else
-                  _quant_ops.quantize(np.ascontiguousarray(xd, np.float32), scale, zp, dtype=np.uint8))
     out_nhwc = "out_nhwc" in attrs
-    if all(chained) and out_nhwc and qs[0].shape == qs[1].shape:  # the chain's case: NHWC throughout
-        qa, qb = (graph_ops.data_of(v) for v in (a, b))
-    else:
+    qa, qb = graph_ops.data_of(a), graph_ops.data_of(b)
+    if not (chained[0] and chained[1] and out_nhwc and qa.shape == qb.shape):  # else the chain's: NHWC throughout
+        qs = []
+        for xd, (scale, zp), nhwc in ((qa, (sa, za), chained[0]), (qb, (sb, zb), chained[1])):
+            # every operand as a logical NCHW array (a view of the NHWC ones)
+            qs.append(xd.transpose(0, 3, 1, 2) if nhwc else
+                      _quant_ops.quantize(np.ascontiguousarray(xd, np.float32), scale, zp, dtype=np.uint8))
         qa, qb = np.broadcast_arrays(*qs)
         if out_nhwc:
             qa, qb = qa.transpose(0, 2, 3, 1), qb.transpose(0, 2, 3, 1)
         qa, qb = np.ascontiguousarray(qa), np.ascontiguousarray(qb)
-    if "_add_args" not in attrs:  # checked once, then the kernel directly
-        attrs["_add_args"] = _quant_ops.quantized_add_args(sa, za, sb, zb, so, zo, attrs["relu"])
     q = np.empty(qa.shape, np.uint8)
     _qk.add_quantized(qa, qb, q, *attrs["_add_args"])
     if out_nhwc:
