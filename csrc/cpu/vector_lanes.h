@@ -7,7 +7,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -52,33 +51,18 @@ inline typename Lanes<kLanes>::Bytes low_bytes(typename Lanes<kLanes>::Ints v) {
 // both ways, so every path gives the same integers.
 template <size_t kLanes>
 inline typename Lanes<kLanes>::Floats round_even(typename Lanes<kLanes>::Floats t) {
-  using Floats = typename Lanes<kLanes>::Floats;
+  using Floats = typename Lanes<kLanes>::Floats;  // casts to the intrinsics' types: same-size vectors
+#if defined(__x86_64__)
+  constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+#endif
 #if defined(__AVX512F__)
-  if constexpr (kLanes == 16) {
-    __m512 v;
-    std::memcpy(&v, &t, sizeof v);
-    v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    std::memcpy(&t, &v, sizeof v);
-    return t;
-  }
+  if constexpr (kLanes == 16) return (Floats)_mm512_roundscale_ps((__m512)t, kNearest);
 #endif
 #if defined(__AVX__)
-  if constexpr (kLanes == 8) {
-    __m256 v;
-    std::memcpy(&v, &t, sizeof v);
-    v = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    std::memcpy(&t, &v, sizeof v);
-    return t;
-  }
+  if constexpr (kLanes == 8) return (Floats)_mm256_round_ps((__m256)t, kNearest);
 #endif
 #if defined(__aarch64__)
-  if constexpr (kLanes == 4) {
-    float32x4_t v;
-    std::memcpy(&v, &t, sizeof v);
-    v = vrndnq_f32(v);
-    std::memcpy(&t, &v, sizeof v);
-    return t;
-  }
+  if constexpr (kLanes == 4) return (Floats)vrndnq_f32((float32x4_t)t);
 #endif
   constexpr float kMagic = 12582912.0f;
   return (t + kMagic) - kMagic;
