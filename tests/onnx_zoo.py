@@ -217,7 +217,6 @@ ENGLISH = [
 ]
 
 
-
 def ort_int8_kernels_exact() -> bool:
     """Whether ONNX Runtime's u8s8 integer kernels (fused QDQ, ConvInteger,
     MatMulInteger) give exact sums on this CPU. On x86 without VNNI they sum

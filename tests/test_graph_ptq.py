@@ -28,10 +28,6 @@ def digits_cnn(digits_cnn_graph):
     return digits_cnn_graph
 
 
-def _sess(proto_or_path):
-    return ort_quantized_session(proto_or_path)
-
-
 def test_traced_cnn_quantizes_like_the_sequential_path(digits_cnn):
     model, gm, data = digits_cnn
     calib, xt = data.train[0][:200], data.test[0]
@@ -62,7 +58,7 @@ def test_qdq_export_runs_in_onnxruntime_with_the_same_results(digits_cnn, mode, 
     assert ({"QuantizeLinear", "DequantizeLinear"} if mode == "static" else {"DynamicQuantizeLinear", "ConvInteger",
                                                                             "MatMulInteger"}) <= ops
     xt = data.test[0]
-    mine, theirs = qm.run({"input": xt})["output"], _sess(path).run(None, {"input": xt})[0]
+    mine, theirs = qm.run({"input": xt})["output"], ort_quantized_session(path).run(None, {"input": xt})[0]
     # What the file means: ORT's result, or, where ORT's ConvInteger / MatMulInteger
     # saturate (x86 without VNNI: onnx_zoo.ort_int8_kernels_exact; QDQ files run
     # unfused there), ONNX's reference evaluator's. Each computes the same integer
@@ -90,7 +86,7 @@ def test_imported_cnns_quantize_statically(build, tmp_path):
     sqnr = 10 * np.log10((ref ** 2).sum() / ((ref - got) ** 2).sum())
     assert sqnr > 20, f"SQNR {sqnr:.1f} dB"
     qk.onnx.export(qm, tmp_path / "q.onnx")
-    theirs = _sess(tmp_path / "q.onnx").run(None, {"x": x})[0]
+    theirs = ort_quantized_session(tmp_path / "q.onnx").run(None, {"x": x})[0]
     assert np.abs(theirs - got).max() <= 0.02 * np.abs(got).max()
 
 
@@ -130,7 +126,7 @@ def test_integer_chains_give_the_unchained_results_bit_for_bit(build, add, isa, 
     loaded = qk.ptq.load(tmp_path / "q.npz")
     np.testing.assert_array_equal(loaded.run({"x": x})["out"], qm.run({"x": x})["out"])
     qk.onnx.export(qm, tmp_path / "q.onnx")
-    theirs = _sess(tmp_path / "q.onnx").run(None, {"x": x})[0]
+    theirs = ort_quantized_session(tmp_path / "q.onnx").run(None, {"x": x})[0]
     assert np.abs(theirs - qm.run({"x": x})["out"]).max() <= 0.02 * np.abs(theirs).max()
     rows = qk.ptq.compare_layers(qk.onnx.load(tmp_path / "m.onnx"), qm, calib[:1])
     assert all(np.isfinite(r["sqnr_db"]) for r in rows)
@@ -234,7 +230,7 @@ def test_minilm_static_int8_with_padded_calibration(minilm_setup, tmp_path):
     cos = _cosines(lambda b: qm.run(b)["out"], batches, ref)
     assert cos.min() > 0.97 and cos.mean() > 0.985
     qk.onnx.export(qm, tmp_path / "q.onnx")
-    theirs = _cosines(lambda b: _sess(tmp_path / "q.onnx").run(None, b)[0], batches, ref)
+    theirs = _cosines(lambda b: ort_quantized_session(tmp_path / "q.onnx").run(None, b)[0], batches, ref)
     assert np.abs(theirs - cos).max() < 0.01
 
 
@@ -258,7 +254,7 @@ def test_minilm_smooth_quant_reaches_a_min_cosine_of_099(minilm_setup, mode, tmp
     cos = _cosines(lambda b: qm.run(b)["out"], batches, ref)
     assert cos.min() > 0.99  # 0.97 without smoothing (test_minilm_static_int8_with_padded_calibration)
     qk.onnx.export(qm, tmp_path / "q.onnx")
-    theirs = _cosines(lambda b: _sess(tmp_path / "q.onnx").run(None, b)[0], batches, ref)
+    theirs = _cosines(lambda b: ort_quantized_session(tmp_path / "q.onnx").run(None, b)[0], batches, ref)
     assert np.abs(theirs - cos).max() < 0.01
 
 
@@ -342,7 +338,7 @@ def test_weight_only_and_fp16_graphs_match_the_sequential_path_and_export(method
     qk.onnx.export(qm, tmp_path / "q.onnx")
     proto = onnx.load(str(tmp_path / "q.onnx"))
     assert ("Cast" if method == "fp16" else "DequantizeLinear") in {n.op_type for n in proto.graph.node}
-    theirs = _sess(tmp_path / "q.onnx").run(None, {"input": xt})[0]
+    theirs = ort_quantized_session(tmp_path / "q.onnx").run(None, {"input": xt})[0]
     assert np.abs(theirs - got).max() <= 0.01 * np.abs(got).max()
     int4 = {i.name for i in proto.graph.initializer if i.data_type == TensorProto.INT4}
     if method.startswith("int4"):  # 4-bit weights stored as INT4, two per byte, at opset 21
@@ -421,7 +417,7 @@ def test_activation_matmuls_quantize_on_request(minilm_setup, tmp_path):
     cos = _cosines(lambda b: qm.run(b)["out"], batches, ref)
     assert cos.mean() > 0.98
     qk.onnx.export(qm, tmp_path / "q.onnx")
-    theirs = _cosines(lambda b: _sess(tmp_path / "q.onnx").run(None, b)[0], batches, ref)
+    theirs = _cosines(lambda b: ort_quantized_session(tmp_path / "q.onnx").run(None, b)[0], batches, ref)
     assert np.abs(theirs - cos).max() < 0.02
     with pytest.raises(ValueError, match="activation_matmul"):
         qk.ptq.prepare(nn.models.digits_mlp(), activation_matmul=True)
@@ -519,7 +515,7 @@ def test_conv_transpose_quantizes_statically_in_exact_integers(attrs, tmp_path):
     assert np.abs(got - ref).max() <= 0.03 * np.abs(ref).max()
     qk.onnx.export(qm, tmp_path / "q.onnx")
     onnx.checker.check_model(onnx.load(str(tmp_path / "q.onnx")), full_check=True)
-    theirs = _sess(tmp_path / "q.onnx").run(None, {"x": x})[0]
+    theirs = ort_quantized_session(tmp_path / "q.onnx").run(None, {"x": x})[0]
     assert np.abs(theirs - got).max() <= 0.01 * np.abs(got).max()
     qk.ptq.save(qm, tmp_path / "q")
     assert np.array_equal(qk.ptq.load(tmp_path / "q").run({"x": x})["y"], got)
@@ -572,4 +568,5 @@ def test_a_clip_after_a_float_output_layer_is_applied_by_the_layer(tmp_path):
     got = qg.run({"x": xs})["y"]
     assert got.min() >= -0.5 and np.array_equal(got, without_chains(qg).run({"x": xs})["y"])
     qk.onnx.export(qg, tmp_path / "g.onnx")
-    assert np.abs(_sess(tmp_path / "g.onnx").run(None, {"x": xs})[0] - got).max() <= 0.01 * np.abs(got).max()
+    theirs = ort_quantized_session(tmp_path / "g.onnx").run(None, {"x": xs})[0]
+    assert np.abs(theirs - got).max() <= 0.01 * np.abs(got).max()
