@@ -71,6 +71,17 @@ def remove_identities(g: Graph) -> int:
     return removed
 
 
+def batchnorm_fold_factors(gamma, beta, mean, var, eps: float, bias=None) -> tuple[np.ndarray, np.ndarray]:
+    """(f, b') in float64 for folding an inference BatchNorm into the layer
+    before it: w' = w * f along the output channels, b' = (b - mean) * f + beta.
+    The one formulation of the fold (graph rewrite and qk.nn models alike), so
+    both give the same float32 weights bit for bit."""
+    gamma, beta, mean, var = (np.asarray(p, np.float64) for p in (gamma, beta, mean, var))
+    f = gamma / np.sqrt(var + eps)
+    b = np.zeros(len(f)) if bias is None else np.asarray(bias, np.float64).reshape(-1)
+    return f, (b - mean) * f + beta
+
+
 def fold_batchnorm(g: Graph) -> list:
     """Folds an inference BatchNormalization into the Conv, ConvTranspose or
     Gemm before it when that layer's output has no other reader and the
@@ -90,8 +101,13 @@ def fold_batchnorm(g: Graph) -> list:
         bias = const(g, bias_name) if bias_name else None
         if w is None or any(p is None for p in params) or (bias_name and bias is None):
             continue
-        gamma, beta, mean, var = (p.astype(np.float64) for p in params)
-        f = gamma / np.sqrt(var + bn.attrs.get("epsilon", 1e-5))
+        if layer.op_type == "Gemm":
+            if bias is not None and bias.ndim > 1 and bias.shape[0] != 1:
+                continue
+            if bias is not None:
+                bias = bias.reshape(-1) * layer.attrs.get("beta", 1.0)
+            layer.attrs["beta"] = 1.0
+        f, b2 = batchnorm_fold_factors(*params, bn.attrs.get("epsilon", 1e-5), bias)
         if layer.op_type == "Conv":
             w2 = w * f.reshape((-1,) + (1,) * (w.ndim - 1))
         elif layer.op_type == "ConvTranspose":
@@ -100,14 +116,7 @@ def fold_batchnorm(g: Graph) -> list:
             w2 = (w.reshape((grp, shape[0] // grp, shape[1]) + shape[2:]) *
                   f.reshape((grp, 1, shape[1]) + (1,) * (w.ndim - 2))).reshape(shape)
         else:
-            if bias is not None and bias.ndim > 1 and bias.shape[0] != 1:
-                continue
             w2 = w * (f[:, None] if layer.attrs.get("transB", 0) else f[None, :])
-            if bias is not None:
-                bias = bias.reshape(-1) * layer.attrs.get("beta", 1.0)
-            layer.attrs["beta"] = 1.0
-        b = np.zeros(len(f)) if bias is None else bias.astype(np.float64).reshape(-1)
-        b2 = (b - mean) * f + beta
         wname, bname = g.unique_name(layer.inputs[1] + "_bnfold"), g.unique_name(bn.inputs[1] + "_bnfold")
         g.constants[wname], g.constants[bname] = w2.astype(w.dtype), b2.astype(w.dtype)
         layer.inputs = [layer.inputs[0], wname, bname]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..graph.simplify import batchnorm_fold_factors
 from ..nn import BatchNorm1d, BatchNorm2d, Conv2d, Identity, Linear, Module, ReLU, Sequential
 
 QUANTIZABLE = (Linear, Conv2d)
@@ -45,11 +46,12 @@ def fold_batchnorm(model: Module) -> list[str]:
             layer, bn = seq._modules[a], seq._modules[b]
             if not (isinstance(layer, QUANTIZABLE) and isinstance(bn, (BatchNorm1d, BatchNorm2d))):
                 continue
-            factor = bn.weight.data / np.sqrt(bn.running_var + np.float32(bn.eps))
+            factor, new_bias = batchnorm_fold_factors(bn.weight.data, bn.bias.data, bn.running_mean,
+                                                      bn.running_var, float(bn.eps),
+                                                      None if layer.bias is None else layer.bias.data)
             w = layer.weight.data
             layer.weight.data = (w * factor.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
-            bias = layer.bias.data if layer.bias is not None else np.zeros(w.shape[0], np.float32)
-            new_bias = ((bias - bn.running_mean) * factor + bn.bias.data).astype(np.float32)
+            new_bias = new_bias.astype(np.float32)
             from ..nn import Parameter
 
             layer.bias = Parameter(new_bias)
