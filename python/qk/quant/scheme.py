@@ -145,6 +145,16 @@ def _range_array(value, name: str) -> np.ndarray:
     return arr
 
 
+def _widest_scale(steps) -> np.ndarray:
+    """The largest float32 scale with steps * scale finite in float32 (per element of `steps`)."""
+    steps = np.maximum(np.asarray(steps, np.float32), np.float32(1))
+    cap = (_F32_MAX / steps.astype(np.float64)).astype(np.float32)
+    with np.errstate(over="ignore"):
+        while not np.all(np.isfinite(steps * cap)):
+            cap = np.where(np.isfinite(steps * cap), cap, np.nextafter(cap, np.float32(0)))
+    return cap
+
+
 def choose_qparams(min_val, max_val, scheme: QScheme | None = None, *, eps: float = EPS):
     """Scale and zero point for the range [min_val, max_val] under `scheme`.
 
@@ -154,7 +164,8 @@ def choose_qparams(min_val, max_val, scheme: QScheme | None = None, *, eps: floa
     finite and >= `eps`; the zero point is an integer in [qmin, qmax], so 0.0
     is exactly representable. Arithmetic is float32 as in PyTorch's observers.
     Ranges too wide for float32 arithmetic (``max - min`` overflowing) fall
-    back to float64 and clamp the scale to the largest float32.
+    back to float64, and the scale is capped so that every grid point stays
+    finite: values beyond such a range saturate at its ends, never become inf.
     """
     if scheme is None:
         scheme = QScheme(8, signed=False)
@@ -184,8 +195,9 @@ def choose_qparams(min_val, max_val, scheme: QScheme | None = None, *, eps: floa
         if scheme.symmetric:
             amax = np.maximum(-lo, hi)
             scale = amax / np.float32((qmax - qmin) / 2)
-            scale = np.maximum(scale, eps32)
-            zero_point = np.full(scale.shape, scheme.symmetric_zero_point, dtype=np.int32)
+            zp = scheme.symmetric_zero_point
+            scale = np.maximum(np.minimum(scale, _widest_scale(max(zp - qmin, qmax - zp))), eps32)
+            zero_point = np.full(scale.shape, zp, dtype=np.int32)
         else:
             scale = (hi - lo) / np.float32(qmax - qmin)
             wide = ~np.isfinite(scale)
@@ -195,6 +207,9 @@ def choose_qparams(min_val, max_val, scheme: QScheme | None = None, *, eps: floa
             scale = np.maximum(scale, eps32)
             zero_point = np.float32(qmin) - np.round(lo / scale)
             zero_point = np.clip(zero_point, qmin, qmax).astype(np.int32)
+            # every grid point (q - zero_point) * scale must stay finite: a range
+            # as wide as float32 saturates at its ends instead of dequantizing to inf
+            scale = np.minimum(scale, _widest_scale(np.maximum(qmax - zero_point, zero_point - qmin)))
     scale = scale.astype(np.float32)
     if scalar:
         return np.float32(scale[0]), int(zero_point[0])
