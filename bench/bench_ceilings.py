@@ -25,10 +25,10 @@ from _suite import THREADS, sizes
 N = sizes(1 << 25, 1 << 23)  # float32 elements per array: 128 MiB (quick: 32 MiB), both far beyond the caches
 BLOCK = 1 << 16  # triad block: its temporary stays in L2, so memory sees 3 streams
 ITERS = sizes(2_000_000, 200_000)
-# int8 multiply-accumulates per instruction, and the instruction, for each GEMM path's probe.
-PROBES = {"scalar": (8, "pmaddwd xmm"), "avx2": (16, "vpmaddwd ymm"), "avx_vnni": (32, "vpdpbusd ymm"),
-          "avx512_vnni": (64, "vpdpbusd zmm")}
-ACCUMULATORS = 12  # as in int8_peak.c
+# For each GEMM path's probe: int8 multiply-accumulates per instruction, the
+# instruction, and how many run per loop iteration (the accumulators of int8_peak.c).
+PROBES = {"scalar": (8, "pmaddwd xmm", 12), "avx2": (16, "vpmaddwd ymm", 12), "avx_vnni": (32, "vpdpbusd ymm", 12),
+          "avx512_vnni": (64, "vpdpbusd zmm", 12), "amx": (16 * 16 * 64, "tdpbusd", 6)}
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +85,14 @@ def test_int8_peak(measure, benchmark, pool, probe_lib, path):
         pytest.skip(f"this machine cannot run the {path} path")
     benchmark.group = "ceiling: int8 multiply-accumulate peak"
     benchmark.extra_info["probe"] = path
-    macs, instruction = PROBES[path]
+    macs, instruction, per_iteration = PROBES[path]
     fn = _probe(probe_lib, path)
-    ops = 2 * macs * ACCUMULATORS * ITERS * THREADS
+    iters = ITERS if path != "amx" else ITERS // 32  # a tdpbusd takes about 16 cycles
+    if path == "amx" and fn(1, 1) < 0:
+        pytest.skip(f"the {path} probe cannot run here")
+    ops = 2 * macs * per_iteration * iters * THREADS
     # ctypes releases the GIL, so THREADS calls run on THREADS cores at once.
-    measure(f"probe {instruction}", lambda: list(pool.map(lambda i: fn(ITERS, i + 1), range(THREADS))), ops=ops)
+    measure(f"probe {instruction}", lambda: list(pool.map(lambda i: fn(iters, i + 1), range(THREADS))), ops=ops)
 
 
 def test_clock(measure, benchmark, probe_lib):
