@@ -26,9 +26,11 @@ N = sizes(1 << 25, 1 << 23)  # float32 elements per array: 128 MiB (quick: 32 Mi
 BLOCK = 1 << 16  # triad block: its temporary stays in L2, so memory sees 3 streams
 ITERS = sizes(2_000_000, 200_000)
 # For each GEMM path's probe: int8 multiply-accumulates per instruction, the
-# instruction, and how many run per loop iteration (the accumulators of int8_peak.c).
-PROBES = {"scalar": (8, "pmaddwd xmm", 12), "avx2": (16, "vpmaddwd ymm", 12), "avx_vnni": (32, "vpdpbusd ymm", 12),
-          "avx512_vnni": (64, "vpdpbusd zmm", 12), "amx": (16 * 16 * 64, "tdpbusd", 6)}
+# instruction, how many run per loop iteration (the accumulators of
+# int8_peak.c), and the iterations (a tdpbusd takes about 16 cycles).
+PROBES = {"scalar": (8, "pmaddwd xmm", 12, ITERS), "avx2": (16, "vpmaddwd ymm", 12, ITERS),
+          "avx_vnni": (32, "vpdpbusd ymm", 12, ITERS), "avx512_vnni": (64, "vpdpbusd zmm", 12, ITERS),
+          "amx": (16 * 16 * 64, "tdpbusd", 6, ITERS // 32)}
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +87,9 @@ def test_int8_peak(measure, benchmark, pool, probe_lib, path):
         pytest.skip(f"this machine cannot run the {path} path")
     benchmark.group = "ceiling: int8 multiply-accumulate peak"
     benchmark.extra_info["probe"] = path
-    macs, instruction, per_iteration = PROBES[path]
+    macs, instruction, per_iteration, iters = PROBES[path]
     fn = _probe(probe_lib, path)
-    iters = ITERS if path != "amx" else ITERS // 32  # a tdpbusd takes about 16 cycles
-    if path == "amx" and fn(1, 1) < 0:
+    if path == "amx" and fn(1, 1) < 0:  # the kernel refused the tile data permission
         pytest.skip(f"the {path} probe cannot run here")
     ops = 2 * macs * per_iteration * iters * THREADS
     # ctypes releases the GIL, so THREADS calls run on THREADS cores at once.

@@ -75,7 +75,7 @@ PROBE(avx512_vnni, VNNI512, __m512i)
 /* Linux grants a process the AMX tile data state only on request (qk asks
  * too; asking twice is harmless). Returns -1 when the kernel refuses. */
 #define AMX __attribute__((target("amx-tile,amx-int8")))
-enum { kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18, kAmxTiles = 6 };
+enum { kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18 };
 
 struct amx_config {
   uint8_t palette, start_row, reserved[14];

@@ -196,7 +196,7 @@ def choose_qparams(min_val, max_val, scheme: QScheme | None = None, *, eps: floa
             amax = np.maximum(-lo, hi)
             scale = amax / np.float32((qmax - qmin) / 2)
             zp = scheme.symmetric_zero_point
-            scale = np.maximum(np.minimum(scale, _widest_scale(max(zp - qmin, qmax - zp))), eps32)
+            scale = np.minimum(np.maximum(scale, eps32), _widest_scale(max(zp - qmin, qmax - zp)))
             zero_point = np.full(scale.shape, zp, dtype=np.int32)
         else:
             scale = (hi - lo) / np.float32(qmax - qmin)
