@@ -48,33 +48,48 @@ inline void copy_run(uint8_t* dst, const uint8_t* src, size_t n) {
   }
 }
 
-// Rows [begin, end) of A for group g into dst (k bytes each): row p is
-// output pixel p's kernel_h * kernel_w taps of cg channels, in an image
-// without padding (conv2d pads it first). Without groups or dilation, the
-// taps of a kernel row are adjacent whole pixels: one run. The pixel's
-// coordinates advance with the row (no divisions per row).
-void gather_rows(const uint8_t* x, const Shape& s, size_t begin, size_t end, size_t g, size_t k, uint8_t* dst) {
-  const size_t oh = s.out_h(), ow = s.out_w(), cg = s.channels / s.groups;
+// Rows [begin, end) of A for group g into dst (k bytes each, lda apart, the
+// bytes between zero): row p is output pixel p's kernel_h * kernel_w taps of
+// cg channels, in an image without padding (conv2d pads it first). Without
+// groups or dilation, the taps of a kernel row are adjacent whole pixels:
+// one run. The pixel's first tap advances with the row (no divisions or
+// multiplies per row), and the shape is read into locals once: the byte
+// stores could alias it, which made the compiler reload it for every run.
+void gather_rows(const uint8_t* x, const Shape& s, size_t begin, size_t end, size_t g, size_t k, size_t lda,
+                 uint8_t* dst) {
+  static constexpr uint8_t kZeros[64] = {};
+  const size_t oh = s.out_h(), ow = s.out_w(), c = s.channels, cg = c / s.groups;
+  const size_t kh = s.kernel_h, kw = s.kernel_w, tap_step = s.dilation_w * c;
+  const size_t row_step = s.dilation_h * s.width * c;  // from one kernel row to the next
+  const size_t pixel_step = s.stride_w * c;            // from one output pixel to the next
+  const size_t line_step = s.stride_h * s.width * c;   // from one output row to the next
+  const size_t image_bytes = s.height * s.width * c;
   const bool run = s.groups == 1 && s.dilation_w == 1;
+  const size_t pad = lda - k;  // at most 63: lda is K aligned to the kernels' step
   size_t b = begin / (oh * ow), oy = begin / ow % oh, ox = begin % ow;
-  for (size_t p = begin; p < end; ++p, dst += k) {
+  const uint8_t* line = x + b * image_bytes + oy * line_step + g * cg;  // output row oy's first tap
+  const uint8_t* pixel = line + ox * pixel_step;
+  for (size_t p = begin; p < end; ++p, dst += lda) {
     uint8_t* out = dst;
-    for (size_t i = 0; i < s.kernel_h; ++i) {
-      const uint8_t* src =
-          x + ((b * s.height + oy * s.stride_h + i * s.dilation_h) * s.width + ox * s.stride_w) * s.channels + g * cg;
+    const uint8_t* src = pixel;
+    for (size_t i = 0; i < kh; ++i, src += row_step) {
       if (run) {
-        copy_run(out, src, s.kernel_w * cg);
-        out += s.kernel_w * cg;
+        copy_run(out, src, kw * cg);
+        out += kw * cg;
       } else {
-        for (size_t j = 0; j < s.kernel_w; ++j, out += cg) copy_run(out, src + j * s.dilation_w * s.channels, cg);
+        for (size_t j = 0; j < kw; ++j, out += cg) copy_run(out, src + j * tap_step, cg);
       }
     }
+    copy_run(out, kZeros, pad);
+    pixel += pixel_step;
     if (++ox == ow) {
       ox = 0;
+      line += line_step;
       if (++oy == oh) {
         oy = 0;
-        ++b;
+        line = x + ++b * image_bytes + g * cg;
       }
+      pixel = line;
     }
   }
 }
@@ -159,19 +174,21 @@ void conv2d(const uint8_t* x, const Shape& s, const gemm::PackedWeight* const* w
     pad_image(x, s, sp, static_cast<uint8_t>(ep.a_zero_point), padded.as<uint8_t>());
     x = padded.as<uint8_t>();
   }
-  size_t block = k ? kBlockBytes / k : m;
+  // Rows at the stride the GEMM reads in place, when it can: no packing.
+  const size_t in_place = gemm::in_place_stride(k), lda = in_place ? in_place : k;
+  size_t block = k ? kBlockBytes / lda : m;
   block = block < 16 ? 16 : (block > m ? m : block);
-  const Scratch rows_buffer(ScratchSlot::kConvRows, block * k);
+  const Scratch rows_buffer(ScratchSlot::kConvRows, block * lda);
   uint8_t* const a = rows_buffer.as<uint8_t>();
   for (size_t g = 0; g < s.groups; ++g) {
     const gemm::Epilogue eg = group_epilogue(ep, g * og);
     for (size_t p0 = 0; p0 < m; p0 += block) {
       const size_t rows = m - p0 < block ? m - p0 : block;
       parallel_for(rows, 256, 1, [&](size_t begin, size_t end) {
-        gather_rows(x, sp, p0 + begin, p0 + end, g, k, a + begin * k);
+        gather_rows(x, sp, p0 + begin, p0 + end, g, k, lda, a + begin * lda);
       });
       gemm::matmul(a, false, rows, k, *weights[g], eg, out_bytes + (p0 * s.out_channels + g * og) * esize,
-                   s.out_channels);
+                   s.out_channels, lda);
     }
   }
 }

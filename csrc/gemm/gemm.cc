@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "cpu/kernel_table.h"
@@ -71,8 +72,9 @@ const GemmKernels& active_kernels() {
 }
 
 template <Epilogue::Kind kKind>
-void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& ep,
-               void* out, size_t out_stride, const GemmKernels& kern, const PackedPanels& b, uint32_t shift);
+void run_tiles(const uint8_t* a, size_t lda, bool a_signed, size_t m, size_t k, const PackedWeight& w,
+               const Epilogue& ep, void* out, size_t out_stride, const GemmKernels& kern, const PackedPanels& b,
+               uint32_t shift);
 
 }  // namespace
 
@@ -103,20 +105,28 @@ Layout selected_layout() { return active_kernels().layout; }
 void set_amx_emulation(bool on) { amx_emulation.store(on, std::memory_order_relaxed); }
 
 void matmul_on(const GemmKernels& kern, const void* a_ptr, bool a_signed, size_t m, size_t k, const PackedWeight& w,
-               const Epilogue& epilogue, void* out, size_t out_stride) {
+               const Epilogue& epilogue, void* out, size_t out_stride, size_t a_stride) {
   if (m == 0 || w.n() == 0) return;
   if (out_stride == 0) out_stride = w.n();
+  if (a_stride == 0) a_stride = k;
   const PackedPanels& b = w.panels(kern.layout);
   const uint32_t shift = a_signed ? kern.a->signed_shift : 0u;
   const auto* a = static_cast<const uint8_t*>(a_ptr);
   with_kind(epilogue.kind, [&](auto kind) {
-    run_tiles<decltype(kind)::value>(a, a_signed, m, k, w, epilogue, out, out_stride, kern, b, shift);
+    run_tiles<decltype(kind)::value>(a, a_stride, a_signed, m, k, w, epilogue, out, out_stride, kern, b, shift);
   });
 }
 
 void matmul(const void* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& epilogue,
-            void* out, size_t out_stride) {
-  matmul_on(active_kernels(), a, a_signed, m, k, w, epilogue, out, out_stride);
+            void* out, size_t out_stride, size_t a_stride) {
+  matmul_on(active_kernels(), a, a_signed, m, k, w, epilogue, out, out_stride, a_stride);
+}
+
+size_t in_place_stride(size_t k) {
+  const GemmKernels& kern = active_kernels();
+  if (!kern.a->in_place) return 0;
+  const size_t align = layout_k_align(kern.layout);
+  return (k + align - 1) / align * align;
 }
 
 bool amx_tiles_available() {
@@ -151,8 +161,9 @@ bool amx_self_test() {
 namespace {
 
 template <Epilogue::Kind kKind>
-void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& ep,
-               void* out, size_t out_stride, const GemmKernels& kern, const PackedPanels& b, uint32_t shift) {
+void run_tiles(const uint8_t* a, size_t lda, bool a_signed, size_t m, size_t k, const PackedWeight& w,
+               const Epilogue& ep, void* out, size_t out_stride, const GemmKernels& kern, const PackedPanels& b,
+               uint32_t shift) {
   const size_t n = w.n();
   const size_t a_elem = kern.a->element_bytes, step = layout_step(kern.layout);
   const size_t kp = b.k_padded, k_steps = kp / step;
@@ -194,10 +205,15 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
     if (runs > 1) kc = ((k_steps + runs - 1) / runs + kb - 1) / kb * kb;
   }
   const size_t ldc = np * kNR;
+  // Rows read where they lie skip the A block. Tiles that load whole tiles
+  // of rows (AMX) still take a block's last, partial tile from a packed copy:
+  // the rows past it may not be readable.
+  const bool in_place = kern.a->in_place && !a_signed && lda >= kp;
+  const bool pack_tail = in_place && kern.a->whole_tiles;
 
   parallel_for(tasks, parallel ? 1 : tasks, 1, [&](size_t begin, size_t end) {
     if (kern.begin_thread) kern.begin_thread();
-    const Scratch a_buffer(ScratchSlot::kGemmA, mc_tiles * kp * a_elem);
+    const Scratch a_buffer(ScratchSlot::kGemmA, (in_place ? (pack_tail ? mr : 0) : mc_tiles) * kp * a_elem);
     const Scratch sums_buffer(ScratchSlot::kGemmSums, mc_tiles * ldc * sizeof(int32_t));
     uint8_t* const a_block = a_buffer.as<uint8_t>();
     int32_t* const sums = sums_buffer.as<int32_t>();
@@ -205,10 +221,17 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
     for (size_t t = begin; t < end; ++t) {
       const size_t mb = t / col_parts, part = t % col_parts;
       const size_t m0 = block_row(mb), rows = block_row(mb + 1) - m0;
+      const size_t tail_r0 = pack_tail && rows % mr != 0 ? rows / mr * mr : rows;  // the packed tail tile
       if (packed_block != mb) {
-        kern.a->pack(a + m0 * k, a_signed, rows, k, kp, mr, a_block);
+        const size_t first = in_place ? tail_r0 : 0;  // rows packed: all, the tail tile's or none
+        if (first < rows) kern.a->pack(a + (m0 + first) * lda, lda, a_signed, rows - first, k, kp, mr, a_block);
         packed_block = mb;
       }
+      // Row r0's tile: where it lies, or in the packed block.
+      auto a_tile = [&](size_t r0) -> std::pair<const uint8_t*, size_t> {
+        if (in_place && r0 != tail_r0) return {a + (m0 + r0) * lda, lda};
+        return {a_block + (in_place ? 0 : r0 * kp * a_elem), kp * a_elem};
+      };
       const size_t g0 = groups * part / col_parts, g1 = groups * (part + 1) / col_parts;
       for (size_t g = g0; g < g1; ++g) {
         const size_t p0 = g * np, gp = (p0 + np <= b.panels ? np : b.panels - p0);
@@ -226,11 +249,12 @@ void run_tiles(const uint8_t* a, bool a_signed, size_t m, size_t k, const Packed
           };
           for (size_t r0 = 0; r0 < rows; r0 += mr) {
             const size_t tr = rows - r0 < mr ? rows - r0 : mr;
-            // A tile of tr rows starts at r0 * kp elements; its run at
-            // q0 * tr * step (interleaved rows) or q0 * step (contiguous rows).
+            // A tile of tr rows starts at row r0; its run at q0 * tr * step
+            // elements (interleaved rows) or q0 * step (contiguous rows).
             const size_t run = q0 * step * (kern.a->rows_contiguous ? 1 : tr);
-            const Tile tile{a_block + (r0 * kp + run) * a_elem,
-                            kp * a_elem,
+            const auto [a_ptr, a_stride] = a_tile(r0);
+            const Tile tile{a_ptr + run * a_elem,
+                            a_stride,
                             b.panel(p0) + q0 * step * kNR,
                             kp * kNR,
                             steps,

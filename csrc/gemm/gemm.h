@@ -49,14 +49,19 @@ struct Epilogue {
   float out_scale = 1, out_zero_point = 0, qmin = 0, qmax = 0;
 };
 
-// `a` is M x K row-major bytes; `out` is M x N row-major (int32, float or
-// bytes), its rows `out_stride` elements apart (0: N, a dense matrix).
+// `a` is M x K bytes, its rows `a_stride` bytes apart (0: K); `out` is M x N
+// row-major (int32, float or bytes), its rows `out_stride` elements apart (0:
+// N, a dense matrix).
 void matmul(const void* a, bool a_signed, size_t m, size_t k, const PackedWeight& w, const Epilogue& epilogue,
-            void* out, size_t out_stride = 0);
+            void* out, size_t out_stride = 0, size_t a_stride = 0);
 // The same on the given micro-kernels instead of the selected ones (the AMX
 // self-test and its tests).
 void matmul_on(const GemmKernels& kernels, const void* a, bool a_signed, size_t m, size_t k, const PackedWeight& w,
-               const Epilogue& epilogue, void* out, size_t out_stride = 0);
+               const Epilogue& epilogue, void* out, size_t out_stride = 0, size_t a_stride = 0);
+// The row stride (bytes, >= k) at which the selected kernels read unsigned A
+// of K = k where it lies, without packing it (what a caller that builds A,
+// like the convolution's row gather, should write), or 0 if they always pack.
+size_t in_place_stride(size_t k);
 
 // dynamic_linear in one call: x (M x K float32, finite) quantized per tensor
 // to uint8 over [lo, hi] = [min(x, 0), max(x, 0)] (the caller's reduction;

@@ -30,9 +30,11 @@ inline __m256i widen(const int8_t* p) {
 
 // Accumulators are named variables, not an array, so the compiler keeps all
 // twelve in registers (an array made it spill one per iteration).
+// A is kInt16Rows: row r's pair of step q at a + r * lda + 2 * q.
 template <int MR>
 void tile(const Tile& t) {
   const int16_t* a = static_cast<const int16_t*>(t.a);
+  const size_t lda = t.lda / sizeof(int16_t);
   __m256i c0l = _mm256_setzero_si256(), c0h = c0l, c1l = c0l, c1h = c0l, c2l = c0l, c2h = c0l, c3l = c0l,
           c3h = c0l, c4l = c0l, c4h = c0l, c5l = c0l, c5h = c0l;
   if (t.accumulate) {
@@ -47,15 +49,15 @@ void tile(const Tile& t) {
     if (MR > 5) c5l = load(5, 0), c5h = load(5, 1);
   }
   const int8_t* b = t.b;
-  for (size_t q = 0; q < t.k_steps; ++q, a += 2 * MR, b += 2 * kNR) {
+  for (size_t q = 0; q < t.k_steps; ++q, a += 2, b += 2 * kNR) {
     const __m256i b_lo = widen(b);       // columns 0..7
     const __m256i b_hi = widen(b + 16);  // columns 8..15
     row_step(a, b_lo, b_hi, c0l, c0h);
-    if (MR > 1) row_step(a + 2, b_lo, b_hi, c1l, c1h);
-    if (MR > 2) row_step(a + 4, b_lo, b_hi, c2l, c2h);
-    if (MR > 3) row_step(a + 6, b_lo, b_hi, c3l, c3h);
-    if (MR > 4) row_step(a + 8, b_lo, b_hi, c4l, c4h);
-    if (MR > 5) row_step(a + 10, b_lo, b_hi, c5l, c5h);
+    if (MR > 1) row_step(a + lda, b_lo, b_hi, c1l, c1h);
+    if (MR > 2) row_step(a + 2 * lda, b_lo, b_hi, c2l, c2h);
+    if (MR > 3) row_step(a + 3 * lda, b_lo, b_hi, c3l, c3h);
+    if (MR > 4) row_step(a + 4 * lda, b_lo, b_hi, c4l, c4h);
+    if (MR > 5) row_step(a + 5 * lda, b_lo, b_hi, c5l, c5h);
   }
   const __m256i rows[6][2] = {{c0l, c0h}, {c1l, c1h}, {c2l, c2h}, {c3l, c3h}, {c4l, c4h}, {c5l, c5h}};
   for (int r = 0; r < MR; ++r) {
@@ -70,6 +72,6 @@ void tile(const Tile& t, int mr, int np) {
 
 }  // namespace
 
-const GemmKernels kernels = {Layout::kPairs, &kInt16Pairs, 6, 1, 1, tile, nullptr, nullptr};
+const GemmKernels kernels = {Layout::kPairs, &kInt16Rows, 6, 1, 1, tile, nullptr, nullptr};
 
 }  // namespace qk::gemm::avx2

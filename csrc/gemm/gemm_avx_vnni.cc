@@ -33,6 +33,6 @@ void tile(const Tile& t, int mr, int np) {
 
 }  // namespace
 
-const GemmKernels kernels = {Layout::kQuads, &kShiftedQuads, kMR, kNP, 1, tile, nullptr, nullptr};
+const GemmKernels kernels = {Layout::kQuads, &kShiftedRows, kMR, kNP, 1, tile, nullptr, nullptr};
 
 }  // namespace qk::gemm::avx_vnni

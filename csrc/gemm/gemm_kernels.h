@@ -7,8 +7,8 @@
 //  - A (the driver packs it per block, in the descriptor's AFormat): the
 //    tile's mr rows interleaved step by step, row r of step q at
 //    a + (q * mr + r) * step elements, so the kernel reads one contiguous
-//    stream whatever mr is; or, for tiles that load a block of rows with a
-//    stride (AMX), each row contiguous, `lda` bytes apart.
+//    stream whatever mr is; or, for tiles that read rows with a stride (the
+//    x86 tiles), each row contiguous, `lda` bytes apart.
 // Layouts:
 //  - kPairs (scalar, AVX2): A as int16, B with each column's pair (k, k+1)
 //    adjacent; products summed pairwise with vpmaddwd, which cannot
@@ -52,15 +52,23 @@ struct AFormat {
   size_t element_bytes;   // per packed element: 2 (int16) or 1 (byte)
   uint32_t signed_shift;  // added to int8 A by the packer; the epilogue takes shift * colsum back
   bool rows_contiguous;   // each row's kp elements in a row (else interleaved step by step)
-  // Rows [0, rows) of A (row stride k bytes, int8 if a_signed else uint8) into
+  // Unsigned A whose rows hold kp readable bytes (lda >= kp) is read where it
+  // lies, unpacked: its bytes past K meet B's zero padding.
+  bool in_place;
+  // The tiles load mr rows whatever the tile's row count (AMX): the packer
+  // pads with zero rows, and a partial tile is never read in place.
+  bool whole_tiles;
+  // Rows [0, rows) of A (rows lda bytes apart, int8 if a_signed else uint8) into
   // tiles of `mr` rows (the last may be shorter; row-contiguous formats pad it
   // with zero rows to mr), each tile's rows interleaved step by step as the
   // tiles read them, or row after row, K zero-padded to kp.
-  void (*pack)(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t kp, size_t mr, void* dst);
+  void (*pack)(const uint8_t* a, size_t lda, bool a_signed, size_t rows, size_t k, size_t kp, size_t mr, void* dst);
 };
-extern const AFormat kInt16Pairs;    // kPairs kernels: exact int16 values, pairs (k, k+1) adjacent
-extern const AFormat kShiftedQuads;  // kQuads kernels: uint8 quads, int8 A shifted by +128 (x ^ 0x80)
-extern const AFormat kShiftedRows;   // AMX: uint8 rows, int8 A shifted by +128, whole tiles of zero rows
+extern const AFormat kInt16Pairs;       // kPairs kernels: exact int16 values, pairs (k, k+1) adjacent
+extern const AFormat kInt16Rows;        // AVX2: exact int16 values, row after row (widening, no transpose)
+extern const AFormat kShiftedQuads;     // aarch64 kQuads kernels: uint8 quads, int8 A shifted by +128 (x ^ 0x80)
+extern const AFormat kShiftedRows;      // x86 VNNI: uint8 rows, int8 A shifted by +128; in place when unsigned
+extern const AFormat kShiftedRowTiles;  // AMX: kShiftedRows, packed with whole tiles of zero rows
 
 // A micro-kernel's descriptor: the operand formats it reads (B's layout, which
 // PackedWeight packs and caches once per layout in use; A's format and its

@@ -115,12 +115,12 @@ inline void transpose_rows(const uint8_t* src, size_t k, bool a_signed, uint8_t*
 }
 #endif
 
-// Whole steps [0, full) of one tile's tr rows (row stride k): row r of step q
+// Whole steps [0, full) of one tile's tr rows (rows lda bytes apart): row r of step q
 // at out + (q * tr + r) * kStep. Four rows x 16 bytes at a time in vector
 // registers where the architecture's baseline has them (element by element,
 // packing cost the AVX2 GEMM of a 7 x 7 stem convolution twice its tiles).
 template <size_t kStep, typename T>
-void pack_steps(const uint8_t* src, size_t k, size_t tr, size_t full, bool a_signed, T* out) {
+void pack_steps(const uint8_t* src, size_t lda, size_t tr, size_t full, bool a_signed, T* out) {
   size_t r0 = 0;
 #if defined(__x86_64__) || defined(__aarch64__)
   constexpr size_t kVecSteps = 16 / kStep;
@@ -129,69 +129,104 @@ void pack_steps(const uint8_t* src, size_t k, size_t tr, size_t full, bool a_sig
     for (; r0 + kRows <= tr; r0 += kRows) {
       size_t q = 0;
       for (; q + kVecSteps <= full; q += kVecSteps)
-        transpose_rows<kStep, kRows>(src + r0 * k + q * kStep, k, a_signed,
+        transpose_rows<kStep, kRows>(src + r0 * lda + q * kStep, lda, a_signed,
                                      reinterpret_cast<uint8_t*>(out + (q * tr + r0) * kStep), tr * kStep * sizeof(T));
       for (; q < full; ++q)
         for (size_t r = r0; r < r0 + kRows; ++r)
-          convert_step<kStep>(src + r * k + q * kStep, a_signed, out + (q * tr + r) * kStep);
+          convert_step<kStep>(src + r * lda + q * kStep, a_signed, out + (q * tr + r) * kStep);
     }
   };
   rows(std::integral_constant<size_t, 4>{});
   rows(std::integral_constant<size_t, 2>{});
 #endif
   for (size_t q = 0; q < full; ++q)
-    for (size_t r = r0; r < tr; ++r) convert_step<kStep>(src + r * k + q * kStep, a_signed, out + (q * tr + r) * kStep);
+    for (size_t r = r0; r < tr; ++r)
+      convert_step<kStep>(src + r * lda + q * kStep, a_signed, out + (q * tr + r) * kStep);
 }
 
-// Packs rows [0, rows) of A (row stride k) into tiles of `mr` rows (the last
+// Packs rows [0, rows) of A (rows lda bytes apart) into tiles of `mr` rows (the last
 // may be shorter), each tile's rows interleaved step by step as the
 // micro-kernels read them (gemm_kernels.h), zero-padding K to kp. Padding
 // contributes nothing whatever its value: B is zero there.
 template <size_t kStep, typename T>
-void pack_a(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t kp, size_t mr, T* dst) {
+void pack_a(const uint8_t* a, size_t lda, bool a_signed, size_t rows, size_t k, size_t kp, size_t mr, T* dst) {
   const size_t full = k / kStep;
   for (size_t t0 = 0; t0 < rows; t0 += mr) {
     const size_t tr = rows - t0 < mr ? rows - t0 : mr;
-    const uint8_t* src = a + t0 * k;
-    pack_steps<kStep>(src, k, tr, full, a_signed, dst + t0 * kp);
+    const uint8_t* src = a + t0 * lda;
+    pack_steps<kStep>(src, lda, tr, full, a_signed, dst + t0 * kp);
     T* out = dst + t0 * kp + full * tr * kStep;
     if (full * kStep < kp)
       for (size_t r = 0; r < tr; ++r, out += kStep) {
         uint8_t last[kStep] = {};
-        std::memcpy(last, src + r * k + full * kStep, k - full * kStep);
+        std::memcpy(last, src + r * lda + full * kStep, k - full * kStep);
         convert_step<kStep>(last, a_signed, out);
         for (size_t e = k - full * kStep; e < kStep; ++e) out[e] = 0;
       }
   }
 }
 
-void pack_pairs(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t kp, size_t mr, void* dst) {
-  pack_a<2>(a, a_signed, rows, k, kp, mr, static_cast<int16_t*>(dst));
+void pack_pairs(const uint8_t* a, size_t lda, bool a_signed, size_t rows, size_t k, size_t kp, size_t mr, void* dst) {
+  pack_a<2>(a, lda, a_signed, rows, k, kp, mr, static_cast<int16_t*>(dst));
 }
 
-void pack_quads(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t kp, size_t mr, void* dst) {
-  pack_a<4>(a, a_signed, rows, k, kp, mr, static_cast<uint8_t*>(dst));
+void pack_quads(const uint8_t* a, size_t lda, bool a_signed, size_t rows, size_t k, size_t kp, size_t mr, void* dst) {
+  pack_a<4>(a, lda, a_signed, rows, k, kp, mr, static_cast<uint8_t*>(dst));
 }
 
-// Row after row (stride kp), signed A shifted by +128, K zero-padded; the last
-// tile filled up to mr rows with zero rows, as AMX loads whole 16-row tiles.
-void pack_rows(const uint8_t* a, bool a_signed, size_t rows, size_t k, size_t kp, size_t mr, void* dst) {
+// Row after row (stride kp), signed A shifted by +128, K zero-padded.
+void pack_rows(const uint8_t* a, size_t lda, bool a_signed, size_t rows, size_t k, size_t kp, size_t, void* dst) {
   auto* out = static_cast<uint8_t*>(dst);
-  const size_t padded_rows = (rows + mr - 1) / mr * mr;
+  const uint8_t flip = a_signed ? 0x80 : 0;
   for (size_t r = 0; r < rows; ++r, out += kp) {
-    const uint8_t* src = a + r * k;
+    const uint8_t* src = a + r * lda;
     size_t e = 0;
-    for (; e + 4 <= k; e += 4) convert_step<4>(src + e, a_signed, out + e);
-    for (; e < k; ++e) out[e] = static_cast<uint8_t>(src[e] ^ (a_signed ? 0x80 : 0));
+#if defined(__x86_64__) || defined(__aarch64__)
+    for (; e + 16 <= k; e += 16) {
+      const Vec v = flip_sign(load16(src + e), a_signed);
+      std::memcpy(out + e, &v, 16);
+    }
+#endif
+    for (; e < k; ++e) out[e] = static_cast<uint8_t>(src[e] ^ flip);
     std::memset(out + k, 0, kp - k);
   }
-  std::memset(out, 0, (padded_rows - rows) * kp);
+}
+
+// Row after row (kp int16 apart), each byte widened to int16 (the exact
+// value), K zero-padded.
+void pack_int16_rows(const uint8_t* a, size_t lda, bool a_signed, size_t rows, size_t k, size_t kp, size_t,
+                     void* dst) {
+  auto* out = static_cast<int16_t*>(dst);
+  for (size_t r = 0; r < rows; ++r, out += kp) {
+    const uint8_t* src = a + r * lda;
+    size_t e = 0;
+#if defined(__x86_64__) || defined(__aarch64__)
+    for (; e + 16 <= k; e += 16) {
+      Vec lo, hi;
+      widen(load16(src + e), a_signed, lo, hi);
+      std::memcpy(out + e, &lo, 16);
+      std::memcpy(out + e + 8, &hi, 16);
+    }
+#endif
+    for (; e < k; ++e) out[e] = a_signed ? int16_t(int8_t(src[e])) : int16_t(src[e]);
+    for (; e < kp; ++e) out[e] = 0;
+  }
+}
+
+// pack_rows, then zero rows up to a whole tile of mr rows: AMX loads 16-row tiles.
+void pack_row_tiles(const uint8_t* a, size_t lda, bool a_signed, size_t rows, size_t k, size_t kp, size_t mr,
+                    void* dst) {
+  pack_rows(a, lda, a_signed, rows, k, kp, mr, dst);
+  const size_t padded_rows = (rows + mr - 1) / mr * mr;
+  std::memset(static_cast<uint8_t*>(dst) + rows * kp, 0, (padded_rows - rows) * kp);
 }
 
 }  // namespace
 
-const AFormat kInt16Pairs = {2, 0, false, pack_pairs};
-const AFormat kShiftedQuads = {1, 128, false, pack_quads};
-const AFormat kShiftedRows = {1, 128, true, pack_rows};
+const AFormat kInt16Pairs = {2, 0, false, false, false, pack_pairs};
+const AFormat kInt16Rows = {2, 0, true, false, false, pack_int16_rows};
+const AFormat kShiftedQuads = {1, 128, false, false, false, pack_quads};
+const AFormat kShiftedRows = {1, 128, true, true, false, pack_rows};
+const AFormat kShiftedRowTiles = {1, 128, true, true, true, pack_row_tiles};
 
 }  // namespace qk::gemm

@@ -68,12 +68,15 @@ int check_quant() {
 }
 
 // Every tile shape on the quads layout, computed directly: C[r][j] (+)= sum_k A[r][k] * B[k][j],
-// with A interleaved per step (row r of step q at (q * mr + r) * 4) and B panels b_stride apart.
+// with A in the kernels' format (rows lda bytes apart, or interleaved per
+// step: row r of step q at (q * mr + r) * 4) and B panels b_stride apart.
 int check_gemm(const qk::gemm::GemmKernels& kernels, const char* name) {
   using namespace qk::gemm;
   for (size_t k_steps = 0; k_steps < 40; ++k_steps) {
     const size_t kp = 4 * k_steps, b_stride = kp * kNR + 64;  // a gap between panels
-    std::vector<uint8_t> a(kernels.mr * kp + 4);
+    const size_t lda = kp + 3;                                  // rows apart, unaligned
+    const bool rows = kernels.a->rows_contiguous;
+    std::vector<uint8_t> a(kernels.mr * lda + 4);
     std::vector<int8_t> b(kernels.np * b_stride + 64);
     for (auto& v : a) v = static_cast<uint8_t>(rng() % 4 == 0 ? 255 : rng());
     for (auto& v : b) v = static_cast<int8_t>(rng() % 4 == 0 ? -128 : rng());
@@ -84,15 +87,17 @@ int check_gemm(const qk::gemm::GemmKernels& kernels, const char* name) {
           std::vector<int32_t> c(kernels.mr * ldc), start(c.size());
           for (auto& v : start) v = static_cast<int32_t>(rng());
           c = start;
-          kernels.tile(Tile{a.data(), 0, b.data(), b_stride, k_steps, c.data(), ldc, accumulate != 0}, mr, np);
+          kernels.tile(Tile{a.data(), lda, b.data(), b_stride, k_steps, c.data(), ldc, accumulate != 0}, mr, np);
           for (int r = 0; r < kernels.mr; ++r)
             for (size_t j = 0; j < ldc; ++j) {
               int64_t want = start[r * ldc + j];
               if (r < mr && j < size_t(np) * kNR) {
                 if (!accumulate) want = 0;
                 const int8_t* panel = b.data() + (j / kNR) * b_stride;
-                for (size_t k = 0; k < kp; ++k)
-                  want += int64_t(a[((k / 4) * mr + r) * 4 + k % 4]) * panel[(k / 4) * 4 * kNR + (j % kNR) * 4 + k % 4];
+                for (size_t k = 0; k < kp; ++k) {
+                  const size_t ai = rows ? r * lda + k : ((k / 4) * mr + r) * 4 + k % 4;
+                  want += int64_t(a[ai]) * panel[(k / 4) * 4 * kNR + (j % kNR) * 4 + k % 4];
+                }
               }
               if (c[r * ldc + j] != static_cast<int32_t>(want))
                 return std::printf("%s tile mismatch: k_steps=%zu mr=%d np=%d acc=%d r=%d j=%zu\n", name, k_steps, mr, np,
