@@ -57,5 +57,6 @@ void bind_fp16(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_float_ops(py::module_& m);
+void bind_memory(py::module_& m);
 
 }  // namespace qk::bindings

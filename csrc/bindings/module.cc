@@ -9,4 +9,5 @@ PYBIND11_MODULE(_qk, m) {
   qk::bindings::bind_gemm(m);
   qk::bindings::bind_conv(m);
   qk::bindings::bind_float_ops(m);
+  qk::bindings::bind_memory(m);
 }

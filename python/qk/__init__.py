@@ -4,6 +4,7 @@ from . import _qk
 from ._conv_ops import Int8ConvWeight, int8_conv2d, pack_int8_conv_weight
 from ._fp16_ops import bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16
 from ._gemm_ops import PackedInt8Weight, dynamic_linear, int8_matmul, pack_int8_weight, quantized_linear
+from ._memory import memory_pool_stats, set_memory_pool_limit
 from ._quant_ops import dequantize, fake_quantize, quantize, quantized_add
 from ._runtime import (
     available_isas,
@@ -39,6 +40,7 @@ __all__ = [
     "int8_conv2d",
     "int8_matmul",
     "kernel_paths",
+    "memory_pool_stats",
     "nn",
     "pack_int8_conv_weight",
     "pack_int8_weight",
@@ -49,5 +51,6 @@ __all__ = [
     "quantized_add",
     "quantized_linear",
     "set_isa",
+    "set_memory_pool_limit",
     "set_num_threads",
 ]

@@ -14,6 +14,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .._memory import pooled_arrays
 from ..nn.modules import Module, Parameter
 from ..nn.tensor import Tensor, no_grad
 from . import ops as graph_ops
@@ -174,7 +175,12 @@ class GraphModule(Module):
 
     def execute(self, feeds: dict, run=None) -> dict:
         """Runs the graph; returns the environment {value name: Tensor or ndarray}.
-        `run(node, inputs)` runs each node (default: run_node; profile times it)."""
+        `run(node, inputs)` runs each node (default: run_node; profile times it).
+        Arrays are allocated from qk's pool meanwhile (qk.memory_pool_stats)."""
+        with pooled_arrays():
+            return self._execute(feeds, run)
+
+    def _execute(self, feeds: dict, run) -> dict:
         default_run = run is None
         run = run or run_node
         feeds = self._feeds(feeds)
