@@ -94,16 +94,19 @@ def test_arrays_outlive_the_scope_and_other_threads_free_them():
 
 
 def test_graph_runs_in_the_pool_with_the_same_results(limit):
-    model, _ = qk.nn.models.train_reference("cnn")
-    x = np.random.default_rng(0).standard_normal((64, 1, 8, 8)).astype(np.float32)
+    nn = qk.nn
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 32 * 32, 10))
+    x = np.random.default_rng(0).standard_normal((64, 1, 32, 32)).astype(np.float32)
     gm = qk.graph.GraphModule(qk.graph.trace(model, x))
     qk.set_memory_pool_limit(0)
     expected = gm.run({"input": x})["output"]
     qk.set_memory_pool_limit(64 << 20)
+    reused = qk.memory_pool_stats()["reused"]
     for _ in range(3):
         out = gm.run({"input": x})["output"]
         assert get_handler_name(out) == "qk_array_pool"
         assert np.array_equal(out, expected)
+    assert qk.memory_pool_stats()["reused"] > reused  # the passes after the first reuse its blocks
 
 
 def test_limit_is_checked():
