@@ -62,6 +62,42 @@ def _child_check(_):
         qk.quantize(X, 0.01, 3, dtype=np.int8), q_ref))
 
 
+def _stacked_matmul_cases():
+    rng = np.random.default_rng(3)
+    heads = rng.standard_normal((4, 128, 6, 64)).astype(np.float32)
+    yield heads.transpose(0, 2, 1, 3), heads.transpose(0, 2, 3, 1)  # strided views, as attention's
+    yield rng.standard_normal((7, 64, 96)), rng.standard_normal((96, 80))  # float64, b broadcast
+    yield rng.standard_normal((64, 96)).astype(np.float32), rng.standard_normal((5, 1, 96, 80)).astype(np.float32)
+    yield rng.standard_normal((2, 3, 4)).astype(np.float32), rng.standard_normal((4, 5)).astype(np.float32)  # small
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("min_macs", [0, 1 << 22])
+def test_threaded_stacked_matmul_is_numpys_matmul(threads, min_macs, restore_threads, monkeypatch):
+    from qk import _threaded_numpy
+    from qk._threaded_numpy import matmul
+
+    monkeypatch.setattr(_threaded_numpy, "_MIN_MACS", min_macs)  # 0: every case split
+    qk.set_num_threads(threads)
+    for a, b in _stacked_matmul_cases():
+        got = matmul(a, b)
+        assert got.dtype == (a @ b).dtype and np.array_equal(got, a @ b)
+
+
+def _child_matmul(_):
+    from qk._threaded_numpy import matmul
+
+    return all(np.array_equal(matmul(a, b), a @ b) for a, b in _stacked_matmul_cases())
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
+def test_threaded_matmul_in_forked_children(restore_threads):
+    qk.set_num_threads(2)
+    assert _child_matmul(0)  # the parent's matmul threads exist now
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        assert pool.map(_child_matmul, range(2), chunksize=1) == [True] * 2
+
+
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
 def test_forked_children_after_the_pool_started(restore_threads):
     qk.set_num_threads(2)
@@ -104,3 +140,20 @@ def test_pool_shrinks_when_the_thread_count_goes_down():
         assert np.array_equal(qk.int8_matmul(a, w), want)  # and the pool still works
     finally:
         qk.set_num_threads(previous)
+
+
+def test_blas_on_calling_thread_sets_and_restores_this_threads_count():
+    from qk._runtime import blas_on_calling_thread, _openblas_thread_local_setter
+
+    setter = _openblas_thread_local_setter()
+    if setter is None:
+        pytest.skip("NumPy's BLAS has no thread-local thread count (not OpenBLAS >= 0.3.27)")
+    original = setter(3)
+    try:
+        a = RNG.standard_normal((300, 300)).astype(np.float32)
+        with blas_on_calling_thread():
+            assert setter(1) == 1
+            np.testing.assert_allclose(a @ a, a.astype(np.float64) @ a, rtol=1e-4, atol=1e-3)
+        assert setter(3) == 3  # restored on the way out
+    finally:
+        setter(original)

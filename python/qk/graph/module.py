@@ -15,6 +15,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .._memory import pooled_arrays
+from .._runtime import blas_on_calling_thread
 from ..nn.modules import Module, Parameter
 from ..nn.tensor import Tensor, no_grad
 from . import ops as graph_ops
@@ -176,8 +177,9 @@ class GraphModule(Module):
     def execute(self, feeds: dict, run=None) -> dict:
         """Runs the graph; returns the environment {value name: Tensor or ndarray}.
         `run(node, inputs)` runs each node (default: run_node; profile times it).
-        Arrays are allocated from qk's pool meanwhile (qk.memory_pool_stats)."""
-        with pooled_arrays():
+        Arrays are allocated from qk's pool meanwhile (qk.memory_pool_stats),
+        and NumPy's BLAS stays on this thread (qk's pool has the cores)."""
+        with pooled_arrays(), blas_on_calling_thread():
             return self._execute(feeds, run)
 
     def _execute(self, feeds: dict, run) -> dict:

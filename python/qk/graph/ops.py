@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _float_ops
+from .. import _float_ops, _threaded_numpy as threaded_numpy
 from ..nn import functional as F
 from ..nn.tensor import Tensor, _as_array, current_tracer, is_grad_enabled, unbroadcast
 
@@ -484,7 +484,8 @@ def _where(attrs, cond, a, b):
 def matmul(a, b):
     """ONNX/NumPy matmul, 1-D operands included, differentiable."""
     if not any_tensor(a, b):
-        return np.matmul(a, b)
+        a, b = np.asarray(a), np.asarray(b)
+        return threaded_numpy.matmul(a, b) if a.ndim > 1 and b.ndim > 1 else np.matmul(a, b)
     a, b = floats(a, b)
     squeeze = []
     if a.ndim == 1:

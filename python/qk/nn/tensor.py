@@ -13,6 +13,8 @@ import contextlib
 
 import numpy as np
 
+from .. import _threaded_numpy as threaded_numpy
+
 _grad_enabled = True
 _tracer = None  # set by qk.graph.trace while it records a model's operations
 
@@ -236,7 +238,7 @@ class Tensor:
             gb = np.swapaxes(a, -1, -2) @ g
             return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
 
-        return Tensor.from_op(a @ b, (self, other), backward, ("MatMul", {}, ()))
+        return Tensor.from_op(threaded_numpy.matmul(a, b), (self, other), backward, ("MatMul", {}, ()))
 
     def sum(self, axis=None, keepdims: bool = False):
         shape = self.shape
