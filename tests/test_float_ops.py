@@ -126,6 +126,44 @@ def test_layer_norm_over_several_axes_with_broadcast_weights():
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
 
 
+def _masked_reference(x, mask, axis=-1):
+    """The ops a masked softmax stands for, each on qk's own kernels: Add, Softmax, Where(IsNaN, 0)."""
+    with np.errstate(invalid="ignore"):
+        y = _float_ops.softmax(x + mask, axis)
+    return np.where(np.isnan(y), np.float32(0), y)
+
+
+@pytest.mark.parametrize("cols", [1, 15, 17, 128])
+def test_masked_softmax_is_the_add_softmax_and_guard(isa, threads, cols):
+    rng = np.random.default_rng(cols)
+    x = (rng.standard_normal((3, 4, 5, cols)) * 6).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan
+    padding = np.where(rng.random((3, 1, 1, cols)) < 0.3, -np.inf, 0).astype(np.float32)
+    padding[1] = -3.4e38  # every key masked: a row of -inf sums
+    padding[2, ..., 0] = -np.inf
+    for mask in (padding, np.broadcast_to(padding, (3, 1, 5, cols)).copy(),
+                 rng.standard_normal((4, 5, cols)).astype(np.float32), rng.standard_normal(cols).astype(np.float32),
+                 rng.standard_normal((3, 4, 5, cols)).astype(np.float32)):
+        for guard in (False, True):
+            y = _float_ops.softmax(x, mask=mask, nan_to_zero=guard)
+            want = _masked_reference(x, mask) if guard else _float_ops.softmax(x + mask)
+            _assert_same_bits(y, want)
+            _assert_same_bits(y, _on_scalar(lambda: _float_ops.softmax(x, mask=mask, nan_to_zero=guard)))
+
+
+def test_masked_softmax_other_layouts_take_the_plain_ops():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 6)).astype(np.float32)
+    for mask, axis in ((rng.standard_normal((2, 3, 1)).astype(np.float32), -1),  # broadcast along the row
+                       (np.float32(-1.0), -1), (rng.standard_normal((3, 6)).astype(np.float32), 1)):
+        _assert_same_bits(_float_ops.softmax(x, axis, mask=np.asarray(mask), nan_to_zero=True),
+                          _masked_reference(x, mask, axis))
+    with pytest.raises(ValueError, match="mask: expected a shape that broadcasts to \\(2, 3, 6\\), got \\(4,\\)"):
+        _float_ops.softmax(x, mask=np.zeros(4, np.float32))
+    with pytest.raises(TypeError, match="mask: expected a float32 numpy array"):
+        _float_ops.softmax(x, mask=np.zeros(6))
+
+
 def test_bad_input_is_named():
     with pytest.raises(TypeError, match="x: expected a float32 numpy array, got float64"):
         _float_ops.gelu(np.zeros(3))

@@ -232,6 +232,30 @@ def test_written_out_hardswish_fuses(form):
     np.testing.assert_allclose(gm.run({"x": x})["y"], _ort(m, {"x": x}), rtol=1e-5, atol=1e-6)
 
 
+def test_attention_mask_softmax_and_nan_guard_fuse():
+    """Add(scores, mask) -> Softmax -> Where(IsNaN, 0, .), as exporters write
+    attention, becomes one MaskedSoftmax: ORT's numbers (a fully masked row
+    gives zeros), and the export writes the ops back."""
+    nodes = [helper.make_node("Add", ["x", "mask"], ["s"]), helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+             helper.make_node("IsNaN", ["p"], ["bad"]), helper.make_node("Where", ["bad", "zero", "p"], ["y"]),
+             helper.make_node("Add", ["x", "mask"], ["s2"]), helper.make_node("Softmax", ["s2"], ["z"], axis=-1)]
+    m = _model(nodes, [_vi("x", [2, 3, 4, 5]), _vi("mask", [2, 1, 1, 5])], [_vi("y", None), _vi("z", None)], 13,
+               [_init("zero", np.zeros((), np.float32))])
+    gm = qk.onnx.load(m)
+    assert gm.graph.op_histogram() == {"MaskedSoftmax": 2}
+    x = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    mask = np.zeros((2, 1, 1, 5), np.float32)
+    mask[0, ..., 3:] = -np.inf
+    mask[1] = -np.inf  # every key masked: NaN rows, zeroed by the guard
+    out = gm.run({"x": x, "mask": mask})
+    want = _ort(m, {"x": x, "mask": mask})
+    assert not out["y"][1].any() and np.isnan(out["z"][1]).all()
+    np.testing.assert_allclose(out["y"], want, rtol=1e-5, atol=1e-7)
+    back = qk.onnx.to_onnx(gm)
+    assert sorted({n.op_type for n in back.graph.node}) == ["Add", "IsNaN", "Softmax", "Where"]
+    np.testing.assert_allclose(_ort(back, {"x": x, "mask": mask}), want, rtol=1e-5, atol=1e-7)
+
+
 def test_fusion_keeps_values_other_nodes_read():
     """A MatMul whose output has a second reader is not fused into a Linear."""
     nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"]),

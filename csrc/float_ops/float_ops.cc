@@ -27,10 +27,12 @@ void gelu(const float* x, float* y, size_t n) {
   parallel_for(n, kGrain, 16, [&](size_t b, size_t e) { k.gelu(x + b, y + b, e - b); });
 }
 
-void softmax(const float* x, float* y, size_t rows, size_t cols) {
+void softmax(const float* x, const float* mask, const int64_t* mask_rows, bool nan_to_zero, float* y, size_t rows,
+             size_t cols) {
   const FloatOpsKernels& k = kTable.at(kTable.select());
-  parallel_for(rows, rows_per_chunk(cols), 1,
-               [&](size_t b, size_t e) { k.softmax(x + b * cols, y + b * cols, e - b, cols); });
+  parallel_for(rows, rows_per_chunk(cols), 1, [&](size_t b, size_t e) {
+    k.softmax(x + b * cols, mask, mask ? mask_rows + b : nullptr, nan_to_zero, y + b * cols, e - b, cols);
+  });
 }
 
 void layer_norm(const float* x, const float* gamma, const float* beta, float eps, size_t rows, size_t cols, float* y,

@@ -26,18 +26,43 @@ def gelu(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """exp(x - max) / sum along `axis` of a float32 array (NaN where NumPy's
-    formula gives NaN: a row of -inf, a NaN or +inf in the row)."""
+def softmax(x: np.ndarray, axis: int = -1, mask: np.ndarray | None = None, nan_to_zero: bool = False) -> np.ndarray:
+    """exp(z - max) / sum along `axis` of z = x, or z = x + mask (a float32
+    array that broadcasts to x's shape, added in the same pass), for a
+    float32 x. NaN where NumPy's formula gives NaN (a row of -inf, a NaN or
+    +inf in the row), or 0 there when `nan_to_zero`."""
     x = _float32(x, "x")
     if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < max(x.ndim, 1):
         raise ValueError(f"axis: expected an axis of a {x.ndim}-d array, got {axis!r}")
     moved = x.ndim > 0 and axis % x.ndim != x.ndim - 1
+    if mask is not None:
+        mask = _float32(mask, "mask")
+        try:
+            np.broadcast_shapes(mask.shape, x.shape)
+        except ValueError as e:
+            raise ValueError(f"mask: expected a shape that broadcasts to {x.shape}, got {mask.shape}") from e
+        if moved or mask.ndim == 0 or mask.ndim > x.ndim or mask.shape[-1] != x.shape[-1] or not x.size:
+            return softmax(x + mask, axis, nan_to_zero=nan_to_zero)  # rows of the mask are not rows of x
     rows = np.ascontiguousarray(np.moveaxis(x, axis, -1)) if moved else x
     out = np.empty_like(rows)
     if rows.size:
-        _qk.softmax(rows, rows.shape[-1] if rows.ndim else 1, out)
+        mask_rows = None if mask is None else _mask_row_offsets(mask, x.shape)
+        _qk.softmax(rows, rows.shape[-1] if rows.ndim else 1, out, mask, mask_rows, bool(nan_to_zero))
     return np.moveaxis(out, -1, axis) if moved else out
+
+
+def _mask_row_offsets(mask: np.ndarray, shape: tuple) -> np.ndarray:
+    """For each row of an array of `shape` (C order), the offset in elements of
+    its row of the C-contiguous `mask` broadcast to that shape."""
+    lead = shape[:-1]
+    padded = (1,) * (len(shape) - mask.ndim) + mask.shape
+    offsets = np.zeros(lead, np.int64)
+    stride = shape[-1]
+    for axis in range(len(lead) - 1, -1, -1):
+        if padded[axis] != 1:
+            offsets += (np.arange(lead[axis], dtype=np.int64) * stride).reshape((-1,) + (1,) * (len(lead) - 1 - axis))
+        stride *= padded[axis]
+    return np.ascontiguousarray(offsets).reshape(-1)
 
 
 def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray | None, eps: float, axis: int):

@@ -382,7 +382,7 @@ void check_float_ops(Isa isa, std::mt19937& rng) {
     check(same_bits(g.first, g.second) && near(g.second, want, 2e-5, 1e-30), "gelu " + path + shape);
     auto sm = against_scalar(isa, [&] {
       std::vector<float> y(n);
-      qk::float_ops::softmax(x.data(), y.data(), rows, cols);
+      qk::float_ops::softmax(x.data(), nullptr, nullptr, false, y.data(), rows, cols);
       return y;
     });
     for (size_t r = 0; r < rows; ++r) {
@@ -394,6 +394,22 @@ void check_float_ops(Isa isa, std::mt19937& rng) {
         want[r * cols + c] = nan || std::isinf(m) ? NAN : std::exp(double(x[r * cols + c]) - m) / sum;
     }
     check(same_bits(sm.first, sm.second) && near(sm.second, want, 3e-6, 1e-7), "softmax " + path + shape);
+    // The masked form: a mask row per row (two rows, alternating) added first, NaN -> 0; equal to
+    // the plain softmax of x + mask with NaN replaced.
+    std::vector<float> mask(2 * cols);
+    for (size_t c = 0; c < 2 * cols; ++c) mask[c] = c % 3 == 0 ? -INFINITY : normal(rng);
+    std::vector<int64_t> mask_rows(rows);
+    for (size_t r = 0; r < rows; ++r) mask_rows[r] = int64_t(r % 2 * cols);
+    auto msm = against_scalar(isa, [&] {
+      std::vector<float> y(n);
+      qk::float_ops::softmax(x.data(), mask.data(), mask_rows.data(), true, y.data(), rows, cols);
+      return y;
+    });
+    std::vector<float> z(n), plain(n);
+    for (size_t i = 0; i < n; ++i) z[i] = x[i] + mask[i / cols % 2 * cols + i % cols];
+    qk::float_ops::softmax(z.data(), nullptr, nullptr, false, plain.data(), rows, cols);
+    for (float& v : plain) v = std::isnan(v) ? 0.0f : v;
+    check(same_bits(msm.first, msm.second) && same_bits(msm.second, plain), "masked softmax " + path + shape);
     std::vector<float> finite(x);
     for (size_t c = 0; c <= cols; ++c) finite[c] = 1.0f;
     auto ln = against_scalar(isa, [&] {

@@ -420,6 +420,25 @@ def _log_softmax(attrs, x):
     return _softmax_like(x, attrs, log=True)
 
 
+@register("MaskedSoftmax")
+def _masked_softmax(attrs, x, mask):
+    """qk's Softmax(x + mask) over the last axis, then (nan_to_zero) NaN -> 0,
+    as Where(IsNaN(y), 0, y) (graph.simplify.fuse_masked_softmax): the sum,
+    the softmax and the guard in one native pass. With gradients, or off
+    float32, the ops it stands for."""
+    nan_to_zero = bool(attrs.get("nan_to_zero", 0))
+    xd, md = data_of(x), data_of(mask)
+    shape = np.broadcast_shapes(xd.shape, md.shape)
+    if xd.shape != shape:
+        x, mask, xd, md = mask, x, md, xd  # the sum is commutative: x is the operand of the result's shape
+    if xd.dtype != np.float32 or md.dtype != np.float32 or xd.shape != shape or (
+            is_grad_enabled() and any(is_tensor(v) and v.requires_grad for v in (x, mask))) or current_tracer():
+        y = _softmax(attrs, get("Add").run({}, x, mask))
+        return _where({}, np.isnan(data_of(y)), np.zeros((), data_of(y).dtype), y) if nan_to_zero else y
+    y = _float_ops.softmax(xd, -1, mask=md, nan_to_zero=nan_to_zero)
+    return Tensor(y) if any_tensor(x, mask) else y
+
+
 # --- comparisons and logic (no gradients) --------------------------------------------------
 
 

@@ -295,6 +295,30 @@ def fuse_hardswish(g: Graph) -> int:
     return fused
 
 
+def fuse_masked_softmax(g: Graph) -> int:
+    """Softmax(x + mask) over the last axis, and the NaN guard exporters put
+    after it (Where(IsNaN(y), 0, y)) -> MaskedSoftmax(x, mask): attention's
+    scores, mask, softmax and guard were four passes over the largest tensor
+    of a BERT layer, three of them NumPy's on one thread."""
+    fused = 0
+    for soft in [n for n in g.nodes if n.op_type == "Softmax"]:
+        add = g.producer(soft.inputs[0])
+        if (soft.attrs.get("axis", -1) != -1 or soft.attrs.get("coerce_2d") or add is None or add.op_type != "Add"
+                or g.only_consumer(add.outputs[0]) is not soft):
+            continue
+        chain, out, nan_to_zero = [add, soft], soft.outputs[0], 0
+        readers = g.consumers(soft.outputs[0])
+        isnan = next((n for n in readers if n.op_type == "IsNaN"), None)
+        where = next((n for n in readers if n.op_type == "Where"), None)
+        if (len(readers) == 2 and isnan is not None and where is not None and soft.outputs[0] not in g.outputs
+                and g.only_consumer(isnan.outputs[0]) is where and where.inputs[0] == isnan.outputs[0]
+                and where.inputs[2] == soft.outputs[0] and scalar(g, where.inputs[1]) == 0.0):
+            chain, out, nan_to_zero = chain + [isnan, where], where.outputs[0], 1
+        g.replace(chain, [Node("MaskedSoftmax", list(add.inputs), [out], {"nan_to_zero": nan_to_zero}, soft.name)])
+        fused += 1
+    return fused
+
+
 def simplify(g: Graph) -> dict:
     """All import-time rewrites, in order; returns what each did."""
     report = {"constants_folded": fold_constants(g), "identities_removed": remove_identities(g)}
@@ -303,5 +327,6 @@ def simplify(g: Graph) -> dict:
     report["gelu_fused"] = fuse_gelu(g)
     report["layernorm_fused"] = fuse_layernorm(g)
     report["hardswish_fused"] = fuse_hardswish(g)
+    report["masked_softmax_fused"] = fuse_masked_softmax(g)
     g.remove_dead()
     return report

@@ -265,6 +265,18 @@ class _Writer:
             if mm != n.outputs[0]:
                 self.node("Add", [mm, inputs[2]], n.outputs)
             return
+        if op == "MaskedSoftmax":  # qk's fused Add -> Softmax [-> Where(IsNaN, 0)]: the ops it stands for
+            total, soft = self.name(f"{n.name}.sum"), self.name(f"{n.name}.softmax")
+            self.node("Add", inputs, [total])
+            if not attrs.get("nan_to_zero"):
+                self.node("Softmax", [total], n.outputs, name=n.name, axis=-1)
+                return
+            self.node("Softmax", [total], [soft], name=n.name, axis=-1)
+            isnan = self.name(f"{n.name}.isnan")
+            self.node("IsNaN", [soft], [isnan])
+            zero = self.const(f"{n.name}.zero", np.zeros((), self.g.value(n.outputs[0]).dtype or np.float32))
+            self.node("Where", [isnan, zero, soft], n.outputs)
+            return
         if op == "Cast":
             attrs["to"] = self.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(attrs["to"]))
         if op in ("ReduceMean", "ReduceMax", "ReduceMin") and self.opset < 18 and len(inputs) > 1 and inputs[1]:
