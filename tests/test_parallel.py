@@ -84,6 +84,20 @@ def test_threaded_stacked_matmul_is_numpys_matmul(threads, min_macs, restore_thr
         assert got.dtype == (a @ b).dtype and np.array_equal(got, a @ b)
 
 
+def test_threaded_matmul_keeps_its_threads_across_stack_sizes(restore_threads, monkeypatch):
+    from qk import _threaded_numpy
+
+    monkeypatch.setattr(_threaded_numpy, "_MIN_MACS", 0)
+    qk.set_num_threads(3)
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((8, 4, 5)), rng.standard_normal((8, 5, 6))
+    _threaded_numpy.matmul(a, b)
+    workers = _threaded_numpy._executor[2]
+    for stack in (2, 8, 3):  # stacks shorter than the thread count use fewer of the same workers
+        assert np.array_equal(_threaded_numpy.matmul(a[:stack], b[:stack]), a[:stack] @ b[:stack])
+    assert _threaded_numpy._executor[2] is workers
+
+
 def _child_matmul(_):
     from qk._threaded_numpy import matmul
 

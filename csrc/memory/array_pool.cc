@@ -112,7 +112,7 @@ void pool_free(void* data) {
 void* pool_realloc(void* data, size_t bytes) {
   if (data == nullptr) return pool_malloc(bytes);
   const size_t capacity = capacity_of(data);
-  if (bytes <= capacity && capacity_for(bytes) == capacity) return data;
+  if (capacity_for(bytes) == capacity) return data;  // the same size class: it fits
   void* grown = pool_malloc(bytes);
   if (grown == nullptr) return nullptr;  // the old block stays valid, as with realloc
   std::memcpy(grown, data, bytes < capacity ? bytes : capacity);

@@ -2,7 +2,7 @@
 // bindings/memory.cc installs). A forward pass allocates the same large
 // intermediates every call; fresh from the kernel each time, they cost a page
 // fault and a zero fill per 4 KiB (on a KVM guest, MiniLM's 200 MB of
-// intermediates per pass were 40% of its time). Large blocks freed here are
+// intermediates per pass were half of its time). Large blocks freed here are
 // kept, up to a limit of idle bytes, and handed out again by size class.
 // Thread-safe; every block is 64-byte aligned.
 #pragma once

@@ -26,9 +26,13 @@ _executor: tuple | None = None  # (pid, workers, executor): a forked child start
 
 
 def _workers(n: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The executor of `n` worker threads (the caller is the other thread),
+    replacing one of another size, which is shut down."""
     global _executor
     with _lock:
         if _executor is None or _executor[0] != os.getpid() or _executor[1] != n:
+            if _executor is not None and _executor[0] == os.getpid():
+                _executor[2].shutdown(wait=False)
             setter = _openblas_thread_local_setter()
             init = (lambda: setter(1)) if setter is not None else None
             _executor = (os.getpid(), n, concurrent.futures.ThreadPoolExecutor(n, "qk-matmul", init))
@@ -56,7 +60,8 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         lo, hi = bounds[i], bounds[i + 1]
         np.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi])
 
-    futures = [_workers(parts - 1).submit(part, i) for i in range(1, parts)]
+    workers = _workers(threads - 1)  # sized by the thread count, not by this stack, so it is kept across calls
+    futures = [workers.submit(part, i) for i in range(1, parts)]
     with blas_on_calling_thread():
         part(0)
     for f in futures:

@@ -503,8 +503,7 @@ def _where(attrs, cond, a, b):
 def matmul(a, b):
     """ONNX/NumPy matmul, 1-D operands included, differentiable."""
     if not any_tensor(a, b):
-        a, b = np.asarray(a), np.asarray(b)
-        return threaded_numpy.matmul(a, b) if a.ndim > 1 and b.ndim > 1 else np.matmul(a, b)
+        return threaded_numpy.matmul(np.asarray(a), np.asarray(b))
     a, b = floats(a, b)
     squeeze = []
     if a.ndim == 1:
