@@ -98,6 +98,25 @@ def test_traced_sequential_names_nodes_by_module():
     assert simplify(g)["batchnorm_folded"] == ["0", "4"]
 
 
+@pytest.mark.parametrize("build,shape", [
+    (nn.models.digits_mlp, (4, 64)), (nn.models.digits_cnn, (4, 1, 8, 8)),
+    (lambda: nn.Sequential(nn.Linear(5, 6), nn.GELU(), nn.Sequential(nn.LeakyReLU(0.2), nn.Dropout(0.5)),
+                           nn.Linear(6, 3), nn.Tanh()), (3, 5))])
+def test_a_sequential_traces_without_an_example_to_the_same_graph(build, shape):
+    nn.manual_seed(1)
+    model = build().eval()
+    x = RNG.standard_normal(shape).astype(np.float32)
+    read, ran = trace(model), trace(model, x[:1])  # read off the layers / run on an example
+    assert [(n.op_type, n.name, n.inputs, n.outputs, n.attrs) for n in read.nodes] == \
+        [(n.op_type, n.name, n.inputs, n.outputs, n.attrs) for n in ran.nodes]
+    assert read.values["input"].shape == (None,) + ((shape[1],) if len(shape) == 2 else (1, None, None))
+    np.testing.assert_array_equal(GraphModule(read).run({"input": x})["output"], model(nn.Tensor(x)).data)
+    with pytest.raises(ValueError, match="example_inputs"):  # other layers must run to be traced
+        trace(nn.Sequential(Residual()))
+    with pytest.raises(ValueError, match="example_inputs"):
+        trace(Residual())
+
+
 def test_trace_refuses_untraceable_operations():
     class Odd(nn.Module):
         def forward(self, x):

@@ -1,5 +1,7 @@
 """qk.ptq on the digits models: accuracy, equivalence with a float simulation, helpers, save/load, errors."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -20,6 +22,13 @@ def cnn():
     return nn.models.train_reference("cnn", seed=0, epochs=8)[0], nn.load_digits(images=True)
 
 
+def layer_nodes(q):
+    """{node name: node} of a quantized graph's integer layers (QuantizedLinear / QuantizedConv)."""
+    from qk.quantization.graph import node_cores
+
+    return {n.name: n for n in q.graph.nodes if node_cores(n)}
+
+
 def static(model, data, qconfig=INT8_STATIC, **options):
     prepared = ptq.prepare(model, qconfig, **options)
     ptq.calibrate(prepared, data.calibration, progress=False)
@@ -31,7 +40,7 @@ def test_int8_static_within_half_a_point(which, request):
     model, data = request.getfixturevalue(which)
     fp32 = nn.evaluate(model, data.test)
     q = static(model, data)
-    assert all(isinstance(m, ptq.QuantizedLayer) for m in [q[0]])
+    assert isinstance(q, qk.graph.GraphModule) and "0" in layer_nodes(q)  # node names are module names
     assert nn.evaluate(q, data.test) >= fp32 - 0.005
     assert ptq.model_size(q) < ptq.model_size(model) / 3
 
@@ -44,39 +53,24 @@ def test_converted_layers_equal_the_float_simulation(cnn):
     ptq.calibrate(prepared, data.calibration, progress=False)
     q = ptq.convert(prepared)
     x = data.test[0][:32]
-    for name, layer in q.named_modules():
-        if not isinstance(layer, ptq.QuantizedLayer):
-            continue
-        core = layer.core
-        # Input of this layer in the quantized model.
-        captured = {}
-        original = q.get_submodule(name)
+    from qk.quantization.graph import without_chains
 
-        class Tap(nn.Module):
-            def __init__(self):
-                super().__init__()
-
-            def forward(self, v):
-                captured["x"] = v.data.copy()
-                return original(v)
-
-        q.set_submodule(name, Tap())
-        with nn.no_grad():
-            q(nn.Tensor(x))
-        q.set_submodule(name, original)
-        xin = captured["x"]
+    floats = without_chains(q)  # every value between layers in float, as the layers see them
+    for name, node in layer_nodes(floats).items():
+        core = node.attrs["core"] if "core" in node.attrs else node.attrs["cores"][0]
+        got = floats.run({"input": x}, [node.inputs[0], node.outputs[0]])
+        xin, y = got[node.inputs[0]], got[node.outputs[0]]
         x_deq = (core.prepare_input(xin).astype(np.float32) - core.x_zero_point) * core.x_scale
         w_deq = core.weight_q.astype(np.float32) * core.w_scale[:, None]
-        if layer.conv is None:
+        if node.op_type == "QuantizedLinear":
             sim = x_deq @ w_deq.T + core.bias
         else:
-            sim = nn.functional.conv2d(nn.Tensor(x_deq), nn.Tensor(w_deq.reshape(original.out_features, -1)
-                                       .reshape((original.out_features,) + (xin.shape[1],) + layer.conv[0])),
-                                       nn.Tensor(core.bias), layer.conv[1], layer.conv[2]).data
+            w4 = w_deq.reshape((-1, xin.shape[1]) + tuple(node.attrs["kernel"]))
+            sim = nn.functional.conv2d(nn.Tensor(x_deq), nn.Tensor(w4), nn.Tensor(core.bias),
+                                       tuple(node.attrs["strides"]), tuple(node.attrs["pads"][:2])).data
         if core.relu:
             sim = np.maximum(sim, 0)
-        got = layer(nn.Tensor(xin)).data
-        np.testing.assert_allclose(got, sim, rtol=1e-4, atol=1e-4 * np.abs(sim).max())
+        np.testing.assert_allclose(y, sim, rtol=1e-4, atol=1e-4 * np.abs(sim).max())
 
 
 def test_dynamic_weight_only_fp16_and_gptq(mlp):
@@ -87,7 +81,8 @@ def test_dynamic_weight_only_fp16_and_gptq(mlp):
     w8 = ptq.quantize_weight_only(model, bits=8)
     assert nn.evaluate(w8, data.test) >= fp32 - 0.005
     w4 = ptq.quantize_weight_only(model, bits=4, group_size=16)
-    assert w4[0].core.stored.dtype == np.uint8 and w4[0].core.stored.shape == (256, 32)  # two per byte
+    stored = layer_nodes(w4)["0"].attrs["core"].stored
+    assert stored.dtype == np.uint8 and stored.shape == (256, 32)  # two per byte
     assert nn.evaluate(w4, data.test) >= fp32 - 0.02
     int2 = QConfig(weight=QScheme(2, signed=True, symmetric=True, axis=0), activation=UINT8_ACTIVATION)
     nearest = nn.evaluate(static(model, data, int2), data.test)
@@ -118,7 +113,8 @@ def test_sensitivity_mixed_precision_and_layer_report(mlp):
     qmodel, report = ptq.auto_mixed_precision(model, data.calibration, accuracy, int2, max_drop=0.005)
     assert report["drop"] <= 0.005 or len(report["kept"]) == 3
     for name in report["kept"]:
-        assert isinstance(qmodel.get_submodule(name), nn.Linear)
+        assert name not in layer_nodes(qmodel)  # kept in float: still a Gemm
+        assert any(n.name == name and n.op_type == "Gemm" for n in qmodel.graph.nodes)
     layers = ptq.compare_layers(model, static(model, data), x[:64])
     assert [r["layer"] for r in layers] == ["0", "2", "4"]
     assert all(r["sqnr_db"] > 25 and r["cosine"] > 0.99 for r in layers)
@@ -135,6 +131,10 @@ def test_save_and_load_without_the_fp32_model(cnn, tmp_path):
     with pytest.raises(ValueError, match="path"):
         model.save(tmp_path / "plain.npz")
         ptq.load(tmp_path / "plain.npz")
+    header = {"format": "qk.ptq/1", "model": {"type": "Sequential", "children": []}}  # what qk < 0.3 wrote
+    np.savez(tmp_path / "old.npz", __qk_model__=np.frombuffer(json.dumps(header).encode(), np.uint8))
+    with pytest.raises(ValueError, match="quantize the model again"):
+        ptq.load(tmp_path / "old.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="path"):
         ptq.load(tmp_path / "junk.npz")
@@ -150,16 +150,15 @@ def test_low_bit_weights_stored_two_per_byte(mlp, tmp_path, bits, mode):
         q = static(model, data, QConfig(weight=weight, activation=UINT8_ACTIVATION))
     else:
         q = ptq.quantize_dynamic(model, QConfig(weight=weight, activation=UINT8_ACTIVATION, mode="dynamic"))
-    weights8 = sum(l.core.weight_q.nbytes for _, l in q8.named_modules() if isinstance(l, ptq.QuantizedLayer))
+    weights8 = sum(n.attrs["core"].weight_q.nbytes for n in layer_nodes(q8).values())
     # 64-256-128-10: every K is even, so packing halves the weight bytes exactly.
     assert ptq.model_size(q8) - ptq.model_size(q) == weights8 // 2
     ptq.save(q, tmp_path / "q.npz")
     loaded = ptq.load(tmp_path / "q.npz")
     x = data.test[0][:50]
     np.testing.assert_array_equal(nn.predict(loaded, x), nn.predict(q, x))
-    for (_, a), (_, b) in zip(q.named_modules(), loaded.named_modules()):
-        if isinstance(a, ptq.QuantizedLayer):
-            np.testing.assert_array_equal(a.core.weight_q, b.core.weight_q)
+    for a, b in zip(layer_nodes(q).values(), layer_nodes(loaded).values()):
+        np.testing.assert_array_equal(a.attrs["core"].weight_q, b.attrs["core"].weight_q)
 
 
 def test_bad_use_gives_clear_errors(mlp):
@@ -169,7 +168,7 @@ def test_bad_use_gives_clear_errors(mlp):
         ptq.convert(prepared)
     with pytest.raises(ValueError, match="data"):
         ptq.calibrate(prepared, np.zeros((0, 64), np.float32), progress=False)
-    with pytest.raises(ValueError, match="prepared"):
+    with pytest.raises(TypeError, match="prepared"):
         ptq.convert(model)
     with pytest.raises(TypeError, match="qconfig"):
         ptq.prepare(model, "int8")
@@ -187,10 +186,14 @@ def test_bad_use_gives_clear_errors(mlp):
             return x * self.scale
 
     with_custom = nn.Sequential(Custom(), model)
+    with pytest.raises(ValueError, match="example_inputs"):  # not a standard layer: traced by running it
+        ptq.prepare(with_custom, unsupported="ignore")
+    x = data.calibration[0][:4]
     with pytest.warns(UserWarning, match="float32"):
-        ptq.prepare(with_custom)
+        prepared = ptq.prepare(with_custom, example_inputs=x)
+    assert "1.0" in prepared.quant_plan  # the model's own layers are still found, under their module names
     with pytest.raises(ValueError, match="model"):
-        ptq.prepare(with_custom, unsupported="error")
+        ptq.prepare(with_custom, unsupported="error", example_inputs=x)
 
 
 @pytest.mark.parametrize("signed", [False, True])

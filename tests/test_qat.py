@@ -7,6 +7,7 @@ import pytest
 
 import qk
 from qk import nn, ptq, qat
+from qk.quantization import qat_graph
 from qk.quant import (
     INT8_DYNAMIC, INT8_STATIC, UINT8_ACTIVATION, MinMaxObserver, NotCalibratedError, QConfig, QScheme,
 )
@@ -205,17 +206,34 @@ def test_lsq_scale_is_learned_and_stays_positive():
 # --- prepare / convert on models -----------------------------------------------------------
 
 
-def test_prepare_replaces_layers_and_leaves_the_model_alone(cnn):
+def layer_nodes(qmodel):
+    """The integer layer nodes of a converted graph, with float values between them."""
+    from qk.quantization.graph import node_cores, without_chains
+
+    return [n for n in without_chains(qmodel).graph.nodes if node_cores(n)]
+
+
+def core_of(node):
+    return node.attrs["core"] if "core" in node.attrs else node.attrs["cores"][0]
+
+
+def input_fq(q, layer: str):
+    """The FakeQuantize on the input of node `layer` of a QAT graph."""
+    g = q.graph
+    node = next(n for n in g.nodes if n.name == layer)
+    return g.producer(node.inputs[0]).attrs["fq"]
+
+
+def test_prepare_folds_batchnorm_and_leaves_the_model_alone(cnn):
     model, data = cnn
     state = copy.deepcopy(model.state_dict())
     q = qat.prepare(model)
-    assert [type(m).__name__ for m in q][:3] == ["QATConv2d", "Identity", "ReLU"]  # BN folded away
-    assert isinstance(q[9], qat.QATLinear)
+    assert isinstance(q, qat_graph.QATGraph)
+    assert [n.op_type for n in q.graph.nodes if n.op_type != "FakeQuant"] == \
+        ["Conv", "Relu", "MaxPool", "Conv", "Relu", "MaxPool", "Flatten", "Gemm"]  # BN folded away
+    assert sorted(q.weight_fq) == ["0", "4", "9"]  # node names are the module names
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, state[k])
-    # BN folding is exact: before any quantization the folded float layers match the model.
-    folded = ptq.fold_batchnorm(copy.deepcopy(model).eval())
-    assert folded == ["0", "4"]
 
 
 def test_8bit_frozen_qat_equals_ptq(mlp):
@@ -235,7 +253,7 @@ def test_8bit_frozen_qat_equals_ptq(mlp):
     # ranges differ slightly, and so do a few logits, not the predictions.
     cfg = QConfig(weight=INT8_STATIC.weight, activation=UINT8_ACTIVATION, activation_observer=MinMaxObserver)
     q2 = qat.calibrate(qat.prepare(model, cfg), data.calibration)
-    assert q2[0].input_fq.qparams() == prepared[0].observer.qparams()  # the first layer sees the same data
+    assert input_fq(q2, "0").qparams() == prepared.observers["input"].qparams()  # the first layer: the same data
     got = nn.predict(qat.convert(qat.freeze_observers(q2)), data.test[0])
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.995
 
@@ -243,36 +261,24 @@ def test_8bit_frozen_qat_equals_ptq(mlp):
 def _within_one_quantum(qat_model, qmodel, x):
     """Each converted layer equals its QAT layer on the same input to well under
     one output quantum (x_scale * w_scale), and the models agree end to end."""
-    qlayers = [m for m in qmodel.named_modules() if isinstance(m[1], ptq.QuantizedLayer)]
-    tlayers = [m for m in qat_model.named_modules() if isinstance(m[1], (qat.QATLinear, qat.QATConv2d))]
-    assert [n for n, _ in qlayers] == [n for n, _ in tlayers]
-    inputs = {}
-    hooks = []
-    for name, layer in tlayers:
-        def tap(v, layer=layer, name=name, forward=layer.forward):
-            inputs[name] = v
-            return forward(v)
-        object.__setattr__(layer, "forward", tap)
-        hooks.append(layer)
-    with nn.no_grad():
-        qat_model.eval()(nn.Tensor(x))
-    for layer in hooks:
-        del layer.__dict__["forward"]
-    for (name, ql), (_, tl) in zip(qlayers, tlayers):
+    from qk.graph.module import run_node
+
+    qnodes = layer_nodes(qmodel)
+    assert [n.name for n in qnodes] == list(qat_model.weight_fq)
+    values = qat_model.eval().run({"input": x}, [v for n in qnodes for v in (n.inputs[0], n.outputs[0])])
+    for node in qnodes:
+        want = values[node.outputs[0]]  # the QAT layer (and the ReLU fused into the integer one)
         with nn.no_grad():
-            want = tl(inputs[name]).data
-        if tl.relu_name is not None:
-            want = np.maximum(want, 0)
-        got = ql(inputs[name]).data
-        core = ql.core
+            got = np.asarray(qk.graph.ops.data_of(run_node(node, [values[node.inputs[0]]])[0]))
+        core = core_of(node)
         quantum = core.x_scale * core.w_scale.reshape((1, -1) + (1,) * (want.ndim - 2))
-        assert np.all(np.abs(got - want) <= quantum), name
+        assert np.all(np.abs(got - want) <= quantum), node.name
     # End to end, float rounding upstream can move an input of the last layer
     # across a rounding boundary (one activation quantum): that is the bound.
     fq = nn.predict(qat_model, x)
     qm = nn.predict(qmodel, x)
-    last = qlayers[-1][1].core
-    w_deq = np.abs(last.weight_q.astype(np.float32)) * last.w_scale[:, None]
+    last = core_of(qnodes[-1])
+    w_deq = np.abs(last.weight_q.astype(np.float32)) * np.reshape(last.w_scale, (-1, 1))
     assert np.abs(fq - qm).max() <= 2 * last.x_scale * w_deq.max()
     assert (np.abs(fq - qm) > 1e-4 * np.abs(fq).max()).mean() < 0.05
     assert (fq.argmax(1) == qm.argmax(1)).mean() >= 0.99
@@ -286,13 +292,13 @@ def test_convert_within_one_quantum_of_fake_quant(mlp, bits, axis):
     qat.calibrate(q, data.calibration)
     short_fit(q, data, steps=4)
     qm = qat.convert(q)
-    for _, layer in qm.named_modules():
-        if isinstance(layer, ptq.QuantizedLayer):
-            w = layer.core.weight_q
-            assert w.min() >= -(1 << (bits - 1)) and w.max() <= (1 << (bits - 1)) - 1
-            assert layer.core.bits == bits
-            if axis is None:
-                assert np.all(layer.core.w_scale == layer.core.w_scale[0])
+    for node in layer_nodes(qm):
+        core = core_of(node)
+        w = core.weight_q
+        assert w.min() >= -(1 << (bits - 1)) and w.max() <= (1 << (bits - 1)) - 1
+        assert core.bits == bits
+        if axis is None:
+            assert np.unique(core.w_scale).size == 1
     _within_one_quantum(q, qm, data.test[0])
 
 
@@ -304,7 +310,8 @@ def test_cnn_convert_within_one_quantum(cnn, lsq):
     q = qat.from_ptq(prepared, lsq=lsq)
     short_fit(q, data, steps=4)
     qm = qat.convert(q)
-    assert isinstance(qm[0], ptq.QuantizedLayer) and qm[0].core.relu and isinstance(qm[2], nn.Identity)
+    first = layer_nodes(qm)[0]
+    assert first.name == "0" and core_of(first).relu and "Relu" not in qm.graph.op_histogram()  # ReLUs fused
     _within_one_quantum(q, qm, data.test[0][:200])
 
 
@@ -366,13 +373,13 @@ def test_training_is_deterministic(cnn):
 def test_observers_update_in_training_until_frozen_after_n_steps(mlp):
     model, data = mlp
     q = qat.calibrate(qat.prepare(model), data.calibration)
-    fq = q[0].input_fq
+    fq = input_fq(q, "0")
     seen = []
     hook = qat.freeze_observers_after(3)
 
     def after(step):
         hook(step)
-        seen.append(float(q[2].input_fq.qparams()[0]))
+        seen.append(float(input_fq(q, "2").qparams()[0]))
 
     assert fq.observer_enabled
     short_fit(q, data, steps=6, after_step=after)
@@ -383,35 +390,38 @@ def test_observers_update_in_training_until_frozen_after_n_steps(mlp):
     other = qat.calibrate(qat.prepare(model), data.calibration)
     q2 = qat.calibrate(qat.prepare(model), data.calibration)
     short_fit(q2, data, steps=2, after_step=qat.freeze_observers_after(1, model=q2))
-    assert not q2[0].input_fq.observer_enabled and other[0].input_fq.observer_enabled
+    assert not input_fq(q2, "0").observer_enabled and input_fq(other, "0").observer_enabled
 
 
 def test_from_ptq_starts_from_the_ptq_ranges(mlp):
     model, data = mlp
     prepared = ptq.prepare(model, weight_cfg(4))
     ptq.calibrate(prepared, data.calibration, progress=False)
+    before = prepared.graph.op_histogram()
     q = qat.from_ptq(prepared)
-    for name, obs in [(n, m) for n, m in prepared.named_modules() if isinstance(m, ptq.ObservedLayer)]:
-        s, z = obs.observer.qparams()
-        qs, qz = q.get_submodule(name).input_fq.qparams()
+    assert len(q.activation_fq) == 3
+    for value, fq in q.activation_fq.items():
+        s, z = prepared.observers[value].qparams()
+        qs, qz = fq.qparams()
         assert qs == s and qz == z
-        assert q.get_submodule(name).input_fq.observer_enabled
+        assert fq.observer_enabled
     # The QAT observer continues from the PTQ range (choose_qparams of that range gives it back).
-    fq = q[0].input_fq
+    fq = input_fq(q, "0")
     s2, z2 = fq.observer.qparams()
     assert abs(s2 - fq.qparams()[0]) <= 1e-6 * fq.qparams()[0] and z2 == fq.qparams()[1]
-    assert all(isinstance(m, (ptq.ObservedLayer,)) for m in [prepared[0]])  # prepared untouched
+    assert prepared.graph.op_histogram() == before and "FakeQuant" not in before  # prepared untouched
     lq = qat.from_ptq(prepared, lsq=True)
-    assert not lq[0].input_fq.observer_enabled and isinstance(lq[0].input_fq.scale, nn.Parameter)
+    assert not input_fq(lq, "0").observer_enabled and isinstance(input_fq(lq, "0").scale, nn.Parameter)
     assert len(lq.parameters()) == len(model.parameters()) + 2 * 3
 
 
 def test_layers_override_keeps_float(mlp):
     model, data = mlp
     q = qat.prepare(model, weight_cfg(4), layers={"4": None, "2": weight_cfg(8)})
-    assert isinstance(q[4], nn.Linear) and q[2].qconfig.weight.bits == 8
+    assert sorted(q.weight_fq) == ["0", "2"] and q.weight_fq["2"].scheme.bits == 8
     qm = qat.convert(qat.calibrate(q, data.calibration))
-    assert isinstance(qm[4], nn.Linear) and isinstance(qm[0], ptq.QuantizedLayer)
+    ops = {n.name: n.op_type for n in qm.graph.nodes}
+    assert ops["4"] == "Gemm" and ops["0"] == "QuantizedLinear" and core_of(layer_nodes(qm)[1]).bits == 8
 
 
 def test_bad_input_gives_clear_errors(mlp):
@@ -435,15 +445,15 @@ def test_bad_input_gives_clear_errors(mlp):
     fresh = qat.prepare(model)
     with pytest.raises(NotCalibratedError, match="observed no data"):
         qat.freeze_observers(fresh)
-    with pytest.raises(NotCalibratedError, match="input_fq"):
+    with pytest.raises(NotCalibratedError, match="no range"):
         qat.convert(fresh)
-    with pytest.raises(ValueError, match="no QAT layers"):
+    with pytest.raises(TypeError, match="QAT model"):
         qat.convert(model)
-    with pytest.raises(ValueError, match="no QAT layers"):
+    with pytest.raises(TypeError, match="QAT model"):
         qat.calibrate(model, data.calibration)
-    with pytest.raises(ValueError, match="no samples"):
+    with pytest.raises(ValueError, match="no batches"):
         qat.calibrate(fresh, np.zeros((0, 64), np.float32))
-    with pytest.raises(ValueError, match="no observed layers"):
+    with pytest.raises(TypeError, match="prepared"):
         qat.from_ptq(model)
     with pytest.raises(NotCalibratedError, match="calibrate"):
         qat.from_ptq(ptq.prepare(model))

@@ -1,4 +1,5 @@
-"""Tracing: any qk.nn model -> Graph, by running it once on an example input.
+"""Tracing: any qk.nn model -> Graph, by running it once on an example input
+(a Sequential of standard layers needs none: its chain is read off its layers).
 
 While tracing, `Module.__call__` and `Tensor.from_op` report to the tracer.
 Linear, Conv2d, BatchNorm, MaxPool2d and Dropout become one node each, named
@@ -94,15 +95,40 @@ class _Tracer:
             self.suspended -= 1
         if out is x:  # Identity, or Dropout in eval mode
             out = Tensor(x.data)
-        op_type, attrs, weights = leaf(module, x)
+        self.emit_leaf(module, leaf(module, x), x, out)
+        return out
+
+    def emit_leaf(self, module, op, x, out) -> None:
+        """The node of leaf `module` (its (op_type, attrs, weights)) from value x to out."""
+        name = self.module_names.get(id(module), type(module).__name__)
+        op_type, attrs, weights = op
         inputs = [self.value_of(x)] + [self.value_of(w) if isinstance(w, Tensor) else self.constant(w, key, name)
                                        for key, w in weights]
         self.emit(op_type, inputs, out, attrs, name)
-        return out
+
+    def chain(self, seq, x):
+        """Emits the layers of Sequential `seq` after value x without running
+        them (their nodes do not depend on shapes); returns the last value.
+        Element-wise activations run on a 1x1 stand-in to record their ops."""
+        for child in seq._modules.values():
+            if isinstance(child, nn_modules.Sequential):
+                x = self.chain(child, x)
+            elif type(child) in _LEAVES:
+                out = Tensor(np.zeros((1, 1), np.float32))
+                self.emit_leaf(child, _LEAVES[type(child)](child, None), x, out)
+                x = out
+            elif isinstance(child, _ELEMENTWISE):
+                x = child(x)
+            else:
+                name = self.module_names.get(id(child))
+                raise ValueError(f"example_inputs: layer {name!r} ({type(child).__name__}) is not a standard "
+                                 "layer, so the model is traced by running it: pass example_inputs (a batch of "
+                                 "inputs)")
+        return x
 
 
 def _linear(m, x):
-    if x.ndim != 2:
+    if x is not None and x.ndim != 2:
         raise ValueError(f"trace: Linear on a {x.ndim}-D input is not supported (Gemm is 2-D); flatten first")
     weights = [("weight", m.weight)] + ([("bias", m.bias)] if m.bias is not None else [])
     return "Gemm", {"transB": 1}, weights
@@ -136,18 +162,42 @@ _LEAVES = {
     nn_modules.Identity: lambda m, x: ("Identity", {}, []),
     nn_modules.Flatten: lambda m, x: ("Flatten", {"axis": 1}, []),
 }
+_ELEMENTWISE = (nn_modules.ReLU, nn_modules.LeakyReLU, nn_modules.Tanh, nn_modules.GELU)
 
 
-def trace(model, example_inputs, input_names=None, output_names=None) -> Graph:
+def _chain_input_shape(model) -> tuple | None:
+    """The input shape a Sequential's first layer implies: (None, features) for Linear, (None, C, None, None)
+    for Conv2d."""
+    for _, m in model.named_modules():
+        if isinstance(m, nn_modules.Linear):
+            return (None, m.in_features)
+        if isinstance(m, nn_modules.Conv2d):
+            return (None, m.in_channels, None, None)
+        if isinstance(m, (nn_modules.BatchNorm1d, nn_modules.BatchNorm2d)):
+            return None
+    return None
+
+
+def trace(model, example_inputs=None, input_names=None, output_names=None) -> Graph:
     """The Graph of `model` (a qk.nn Module) as it runs on `example_inputs`
     (an array, or a tuple of arrays for several inputs). The model is traced
-    in eval mode; the batch dimension of every input is left symbolic."""
+    in eval mode; the batch dimension of every input is left symbolic.
+    A Sequential of Linear, Conv2d, BatchNorm, pooling, Flatten, Dropout,
+    Identity and element-wise activations needs no example: its chain graph
+    is built from the layers (input shape from the first layer)."""
     if not isinstance(model, nn_modules.Module):
         raise TypeError(f"model: expected a qk.nn.Module, got {type(model).__name__}")
     if current_tracer() is not None:
         raise RuntimeError("trace: already tracing (trace is not reentrant)")
-    examples = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-    arrays = [np.asarray(e.data if isinstance(e, Tensor) else e, dtype=np.float32) for e in examples]
+    if example_inputs is None and not isinstance(model, nn_modules.Sequential):
+        raise ValueError(f"example_inputs: a {type(model).__name__} is traced by running it; pass example_inputs "
+                         "(a batch of inputs; only a Sequential of standard layers needs none)")
+    if example_inputs is None:
+        arrays, shapes = [np.zeros((1, 1), np.float32)], [_chain_input_shape(model)]
+    else:
+        examples = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+        arrays = [np.asarray(e.data if isinstance(e, Tensor) else e, dtype=np.float32) for e in examples]
+        shapes = [(None,) + a.shape[1:] for a in arrays]
     names = list(input_names or (["input"] if len(arrays) == 1 else [f"input_{i}" for i in range(len(arrays))]))
     if len(names) != len(arrays):
         raise ValueError(f"input_names: {len(names)} names for {len(arrays)} inputs")
@@ -160,7 +210,7 @@ def trace(model, example_inputs, input_names=None, output_names=None) -> Graph:
     set_tracer(tracer)
     try:
         with no_grad():
-            out = model(*inputs)
+            out = model(*inputs) if example_inputs is not None else tracer.chain(model, inputs[0])
     finally:
         set_tracer(None)
         model.train(was_training)
@@ -178,5 +228,5 @@ def trace(model, example_inputs, input_names=None, output_names=None) -> Graph:
             producer.outputs = [want if o == got else o for o in producer.outputs]
             for n in nodes:
                 n.inputs = [want if i == got else i for i in n.inputs]
-    values = [Value(n, (None,) + a.shape[1:], np.dtype(np.float32)) for n, a in zip(names, arrays)]
+    values = [Value(n, shape, np.dtype(np.float32)) for n, shape in zip(names, shapes)]
     return Graph(nodes, names, out_names, tracer.constants, values, {"producer": "qk.graph.trace"})

@@ -1,8 +1,12 @@
-"""qk.ptq: post-training quantization of qk.nn models.
+"""qk.ptq: post-training quantization of any model, on its graph.
 
-    prepared = qk.ptq.prepare(model, qk.quant.INT8_STATIC)   # BatchNorm folded, observers attached
+    prepared = qk.ptq.prepare(model, qk.quant.INT8_STATIC)   # a graph: BatchNorm folded, observers on values
     qk.ptq.calibrate(prepared, calibration_inputs)          # ranges recorded
-    qmodel = qk.ptq.convert(prepared)                        # Linear/Conv2d on int8 kernels, ReLU fused
+    qmodel = qk.ptq.convert(prepared)                        # a GraphModule: layers on int8 kernels, ReLU fused
+
+`model` is a GraphModule (e.g. from `qk.onnx.load`) or a qk.nn model, which
+is traced first (`qk.graph.trace`): a Sequential of standard layers as it
+is, any other model on `example_inputs`. Node names are module names.
 
 One-call variants need no calibration data: `quantize_dynamic`,
 `quantize_weight_only`, `quantize_fp16`. Helpers: `sensitivity`,
@@ -13,11 +17,9 @@ before quantizing a transformer).
 
 from ..quantization.smooth import smooth_quant
 from .analysis import auto_mixed_precision, compare_layers, model_size, sensitivity
-from .graph import fold_batchnorm, quantizable_layers, relu_follows
 from .io import load, save
-from .layers import QuantizedLayer
 from .workflow import (
-    ObservedLayer,
+    as_graph,
     calibrate,
     convert,
     prepare,
@@ -27,7 +29,6 @@ from .workflow import (
 )
 
 __all__ = [
-    "ObservedLayer", "QuantizedLayer", "auto_mixed_precision", "calibrate", "compare_layers", "convert",
-    "fold_batchnorm", "load", "model_size", "prepare", "quantizable_layers", "quantize_dynamic", "quantize_fp16",
-    "quantize_weight_only", "relu_follows", "save", "sensitivity", "smooth_quant",
+    "as_graph", "auto_mixed_precision", "calibrate", "compare_layers", "convert", "load", "model_size", "prepare",
+    "quantize_dynamic", "quantize_fp16", "quantize_weight_only", "save", "sensitivity", "smooth_quant",
 ]

@@ -1,9 +1,8 @@
 """Saving and loading quantized models (.npz) without the FP32 model.
 
 The file holds every array (int8 / packed int4 / float16 weights, scales,
-zero points, biases, FP32 layers' parameters, a graph's constants) and,
-under "__qk_model__", a JSON description of the module tree or graph to
-rebuild. Nothing is unpickled: `np.load(..., allow_pickle=False)`."""
+zero points, biases, a graph's constants) and, under "__qk_model__", a
+JSON description of the graph to rebuild. Nothing is unpickled: `np.load(..., allow_pickle=False)`."""
 
 from __future__ import annotations
 
@@ -13,17 +12,10 @@ import tempfile
 
 import numpy as np
 
-from .. import nn
 from ..graph import Graph, GraphModule, Node, Value
-from .layers import (DynamicInt8Core, FP16Core, QuantizedLayer, StaticInt8Core, WeightOnlyCore,
-                     int_weight_from_stored)
+from .layers import DynamicInt8Core, FP16Core, StaticInt8Core, WeightOnlyCore, int_weight_from_stored
 
 FORMAT = "qk.ptq/1"
-_SIMPLE = {  # modules rebuilt from a few plain attributes
-    "ReLU": (nn.ReLU, []), "Identity": (nn.Identity, []), "Flatten": (nn.Flatten, []), "Tanh": (nn.Tanh, []),
-    "GELU": (nn.GELU, []), "LeakyReLU": (nn.LeakyReLU, ["negative_slope"]), "Dropout": (nn.Dropout, ["p"]),
-    "MaxPool2d": (nn.MaxPool2d, ["kernel_size", "stride"]),
-}
 _CORES = {c.kind: c for c in (StaticInt8Core, DynamicInt8Core, WeightOnlyCore, FP16Core)}
 
 
@@ -101,68 +93,11 @@ def _decode_graph(spec: dict, arrays) -> GraphModule:
     return GraphModule(Graph(nodes, spec["inputs"], spec["outputs"], constants, values, spec["metadata"]))
 
 
-def _encode(module, path: str, arrays: dict) -> dict:
-    kind = type(module).__name__
-    if isinstance(module, GraphModule):
-        return _encode_graph(module, arrays)
-    if isinstance(module, nn.Sequential):
-        return {"type": "Sequential", "children": [_encode(m, f"{path}/{i}", arrays) for i, m in enumerate(module)]}
-    if kind in _SIMPLE:
-        return {"type": kind, "args": {a: _plain(getattr(module, a)) for a in _SIMPLE[kind][1]}}
-    if isinstance(module, QuantizedLayer):
-        for key, value in module.core.arrays().items():
-            if value is not None:
-                arrays[f"{path}/{key}"] = value
-        return {"type": "QuantizedLayer", "core": module.core.kind, "meta": module.core.meta(),
-                "out_features": module.out_features, "conv": module.conv,
-                "arrays": [k for k, v in module.core.arrays().items() if v is not None]}
-    if isinstance(module, (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)):
-        for key, value in module.state_dict().items():
-            arrays[f"{path}/{key}"] = value
-        if isinstance(module, nn.Linear):
-            args = dict(in_features=module.in_features, out_features=module.out_features, bias=module.bias is not None)
-        elif isinstance(module, nn.Conv2d):
-            args = dict(in_channels=module.in_channels, out_channels=module.out_channels,
-                        kernel_size=list(module.kernel_size), stride=_plain(module.stride),
-                        padding=_plain(module.padding), bias=module.bias is not None)
-        else:
-            args = dict(num_features=module.num_features, eps=module.eps, momentum=module.momentum)
-        return {"type": kind, "args": args}
-    raise ValueError(f"model: cannot save a {kind} module (supported: Sequential, Linear, Conv2d, BatchNorm, "
-                     f"activations, pooling, and quantized layers)")
-
-
-def _plain(v):
-    return list(v) if isinstance(v, tuple) else v
-
-
-def _decode(spec: dict, path: str, arrays) -> nn.Module:
-    kind = spec["type"]
-    if kind == "Graph":
-        return _decode_graph(spec, arrays)
-    if kind == "Sequential":
-        return nn.Sequential(*[_decode(c, f"{path}/{i}", arrays) for i, c in enumerate(spec["children"])])
-    if kind in _SIMPLE:
-        cls, _ = _SIMPLE[kind]
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["args"].items()})
-    if kind == "QuantizedLayer":
-        core = _load_core(spec, path, arrays)
-        _int(spec.get("out_features"), f"layer {path!r}: out_features", 1)
-        conv = None if spec["conv"] is None else tuple(tuple(v) for v in spec["conv"])
-        return QuantizedLayer(core, spec["out_features"], conv)
-    classes = {"Linear": nn.Linear, "Conv2d": nn.Conv2d, "BatchNorm1d": nn.BatchNorm1d, "BatchNorm2d": nn.BatchNorm2d}
-    if kind in classes:
-        args = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["args"].items()}
-        weight = arrays.get(f"{path}/weight")
-        _need(weight is not None and weight.dtype == np.float32, f"layer {path!r}: float32 weight missing")
-        sizes = [v for key, v in args.items() if key in ("in_features", "out_features", "in_channels",
-                                                       "out_channels", "num_features")]
-        _need(all(isinstance(v, int) and 0 < v <= weight.size for v in sizes),
-              f"layer {path!r}: sizes {sizes} do not fit its weight of {weight.size} values")
-        module = classes[kind](**args)
-        module.load_state_dict({k: arrays[f"{path}/{k}"] for k in module.state_dict()})
-        return module
-    raise ValueError(f"path: unknown module type {kind!r} in the file")
+def _decode(spec: dict, arrays) -> GraphModule:
+    if spec.get("type") != "Graph":
+        raise _Bad(f"the file holds a {spec.get('type')!r} module tree, which qk before 0.3 wrote for qk.nn "
+                   "models; quantize the model again (quantized models are graphs now)")
+    return _decode_graph(spec, arrays)
 
 
 class _Bad(ValueError):
@@ -256,13 +191,15 @@ def _npz_path(path) -> str:
     return path if path.endswith(".npz") else path + ".npz"
 
 
-def save(model: nn.Module, path) -> None:
-    """Saves a quantized (or partly quantized) model, or a GraphModule (an
-    imported or converted graph), as `path` (".npz" added unless given).
+def save(model: GraphModule, path) -> None:
+    """Saves a GraphModule (a quantized, imported or converted graph; a qk.nn
+    model is saved as its traced graph) as `path` (".npz" added unless given).
     The write is atomic: a temporary file in the same folder, renamed into
     place, so a crash never destroys the previous file."""
+    from ..quantization.graph import as_graph_module
+
     arrays: dict[str, np.ndarray] = {}
-    spec = _encode(model, "m", arrays)
+    spec = _encode_graph(as_graph_module(model), arrays)
     header = json.dumps({"format": FORMAT, "model": spec})
     path = _npz_path(path)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".npz.tmp")
@@ -299,8 +236,8 @@ def _check_members(path) -> None:
                                      f"{dtype}, more than its {info.file_size} bytes")
 
 
-def load(path) -> nn.Module:
-    """Rebuilds a model saved by `save` (a qk.nn model or a GraphModule); no
+def load(path) -> GraphModule:
+    """Rebuilds a GraphModule saved by `save`; no
     FP32 model is needed. `path` follows save's suffix rule. The file is
     untrusted: no pickle, every member's size checked before it is read,
     every field of the description checked against the arrays present; any
@@ -330,7 +267,7 @@ def load(path) -> nn.Module:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"path: {path!s} is damaged ({type(e).__name__}: {e})") from None
     try:
-        return _decode(header["model"], "m", arrays).eval()
+        return _decode(header["model"], arrays).eval()
     except _Bad as e:
         raise ValueError(f"path: {path!s}: {e}") from None
     except (KeyError, TypeError, IndexError, AttributeError, ValueError, OverflowError) as e:

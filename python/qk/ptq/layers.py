@@ -1,9 +1,6 @@
-"""Converted layers: a Linear or Conv2d whose maths runs on qk's kernels.
-
-Every converted layer is a `QuantizedLayer`: the layer's geometry (linear,
-or conv with kernel/stride/padding) plus a *core* that multiplies a 2-D
-input by the stored weight. A convolution becomes im2col + the same core.
-Cores:
+"""The cores of converted layers: what multiplies a 2-D input by a stored
+weight on qk's kernels. A quantized graph's QuantizedLinear node holds one,
+a QuantizedConv one per group (or runs on qk.int8_conv2d). Cores:
 
 - `StaticInt8Core`: activations quantized with calibrated (scale, zero point)
   to uint8, int8 weights pre-packed, one `qk.quantized_linear` call with
@@ -23,8 +20,6 @@ import numpy as np
 import qk
 from .. import _qk
 from .._gemm_ops import EXACT_K, INTERRUPTIBLE_MACS, _linear_scale
-from ..nn import Module, Tensor
-from ..nn.functional import im2col
 
 
 def _direct_gemm(x2d, weight_q) -> bool:
@@ -243,55 +238,3 @@ class FP16Core:
 
     def meta(self):
         return dict(relu=self.relu)
-
-
-class QuantizedLayer(Module):
-    """A converted Linear (`conv=None`) or Conv2d (`conv=(kernel, stride, padding)`)."""
-
-    def __init__(self, core, out_features: int, conv=None):
-        super().__init__()
-        self.core, self.out_features = core, out_features
-        self.conv = None if conv is None else tuple(tuple(v) for v in conv)
-
-    def _native_conv(self):
-        """The layer on qk.int8_conv2d (static uint8 activations), built on first use; else None."""
-        if not hasattr(self, "_native"):
-            from ..quantization.graph import NativeConv
-
-            self._native = NativeConv([self.core], self.conv[0], 1) if NativeConv.supports([self.core]) else None
-        return self._native
-
-    def forward(self, x):
-        data = x.data if isinstance(x, Tensor) else np.asarray(x)
-        data = np.ascontiguousarray(data, dtype=np.float32)
-        if self.conv is not None and self._native_conv() is not None:
-            _, stride, (ph, pw) = self.conv
-            return Tensor(self._native.run(data, stride, (1, 1), (ph, pw, ph, pw)))
-        xin = self.core.prepare_input(data)
-        if self.conv is None:
-            lead = xin.shape[:-1]
-            y = self.core.matmul(xin.reshape(-1, xin.shape[-1])).reshape(lead + (self.out_features,))
-        else:
-            kernel, stride, padding = self.conv
-            cols, (oh, ow), _ = im2col(xin, kernel, stride, padding, pad_value=self.core.pad_value)
-            y = self.core.matmul(np.ascontiguousarray(cols))
-            y = np.ascontiguousarray(y.reshape(xin.shape[0], oh, ow, self.out_features).transpose(0, 3, 1, 2))
-        return Tensor(y)
-
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.core.arrays().values() if a is not None)
-
-    def extra_repr(self):
-        what = "Conv2d" if self.conv else "Linear"
-        bits = getattr(self.core, "bits", None)
-        return f"{what}, {self.core.kind}" + (f", {bits}-bit weights" if bits else "") + f", out={self.out_features}"
-
-
-def conv_geometry(layer) -> tuple | None:
-    """(kernel, stride, padding) of a Conv2d as pairs, or None for a Linear."""
-    from ..nn import Conv2d
-    from ..nn.functional import _pair
-
-    if not isinstance(layer, Conv2d):
-        return None
-    return (layer.kernel_size, _pair(layer.stride, "stride"), _pair(layer.padding, "padding"))

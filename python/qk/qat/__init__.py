@@ -1,9 +1,10 @@
-"""qk.qat: quantization-aware training of qk.nn models.
+"""qk.qat: quantization-aware training of any model, on its graph.
 
-A QAT model is the float model with BatchNorm folded into the layer before
-it and every Linear/Conv2d replaced by a QATLinear/QATConv2d: float weights
-that the optimizer trains, seen through a weight `FakeQuantize` and an input
-`FakeQuantize`. Fake-quantize runs on the C++ kernel `qk.fake_quantize`;
+A QAT model is the model's graph (a qk.nn model is traced, as qk.ptq does)
+with BatchNorm folded into the layer before it and a FakeQuant node on the
+input and on the weight of every layer graph PTQ would quantize: float
+weights that the optimizer trains, seen through a weight `FakeQuantize` and
+an input `FakeQuantize`. Fake-quantize runs on the C++ kernel `qk.fake_quantize`;
 its backward is the straight-through estimator (gradient passes inside the
 clamp range, zero outside), or with ``lsq=True`` learned step sizes (LSQ).
 Observers keep updating the ranges in training (moving-average min/max for
@@ -34,11 +35,11 @@ PTQ: ``qat.calibrate(qat.prepare(model, cfg), data.calibration)`` then the
 same training.
 """
 
-from .modules import FakeQuantize, QATConv2d, QATLinear
+from .modules import FakeQuantize
 from .ops import fake_quantize, lsq_fake_quantize, lsq_grad_scale
 from .workflow import calibrate, convert, freeze_observers, freeze_observers_after, from_ptq, prepare
 
 __all__ = [
-    "FakeQuantize", "QATConv2d", "QATLinear", "calibrate", "convert", "fake_quantize", "freeze_observers",
+    "FakeQuantize", "calibrate", "convert", "fake_quantize", "freeze_observers",
     "freeze_observers_after", "from_ptq", "lsq_fake_quantize", "lsq_grad_scale", "prepare",
 ]

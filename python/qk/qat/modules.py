@@ -1,4 +1,4 @@
-"""QAT layers: `FakeQuantize` and the Linear / Conv2d that use it."""
+"""`FakeQuantize`: the quantizer QAT graphs put on layer inputs and weights."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import weakref
 
 import numpy as np
 
-from ..nn import Conv2d, Linear, Module, Parameter, Tensor
-from ..nn import functional as F
-from ..ptq.layers import conv_geometry
+from ..nn import Module, Parameter, Tensor
 from ..ptq.workflow import check_weight_scheme
 from ..quant import EPS, MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver, NotCalibratedError
 from ..quant import QConfig, QScheme
@@ -142,54 +140,3 @@ def _check_static(qconfig, name: str = "qconfig") -> QConfig:
                          f"got mode={qconfig.mode!r}")
     check_weight_scheme(qconfig)
     return qconfig
-
-
-class _QATLayer(Module):
-    _float_type: type = Module
-
-    def __init__(self, layer, qconfig: QConfig, *, lsq: bool = False, relu_name: str | None = None):
-        super().__init__()
-        if not isinstance(layer, self._float_type):
-            raise TypeError(f"layer: expected a qk.nn.{self._float_type.__name__}, got {type(layer).__name__}")
-        _check_static(qconfig)
-        self.weight = layer.weight
-        self.bias = layer.bias
-        self.qconfig, self.relu_name, self.geometry = qconfig, relu_name, conv_geometry(layer)
-        activation_observer = qconfig.activation_observer or MovingAverageMinMaxObserver
-        self.input_fq = FakeQuantize(qconfig.activation, activation_observer, lsq=lsq)
-        self.weight_fq = FakeQuantize(qconfig.weight, qconfig.make_weight_observer(), lsq=lsq, is_weight=True)
-        self.weight_fq.observe(self.weight.data)  # weights are known now: their range is too
-
-    @property
-    def out_features(self) -> int:
-        return self.weight.shape[0]
-
-    def _op(self, x, w):
-        raise NotImplementedError
-
-    def forward(self, x):
-        if not isinstance(x, Tensor):
-            raise TypeError(f"input: expected a qk.nn.Tensor, got {type(x).__name__}")
-        return self._op(self.input_fq(x), self.weight_fq(self.weight))
-
-    def extra_repr(self):
-        return f"{tuple(self.weight.shape)}, weight {self.weight_fq.extra_repr()}, input {self.input_fq.extra_repr()}"
-
-
-class QATLinear(_QATLayer):
-    """A Linear with fake-quantized input and weight; built from a `qk.nn.Linear`."""
-
-    _float_type = Linear
-
-    def _op(self, x, w):
-        return F.linear(x, w, self.bias)
-
-
-class QATConv2d(_QATLayer):
-    """A Conv2d with fake-quantized input and weight; built from a `qk.nn.Conv2d`."""
-
-    _float_type = Conv2d
-
-    def _op(self, x, w):
-        _, stride, padding = self.geometry
-        return F.conv2d(x, w, self.bias, stride, padding)

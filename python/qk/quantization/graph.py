@@ -244,7 +244,8 @@ def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict 
     names = {n.name for n in g.nodes} | {n.op_type for n in g.nodes}
     unknown = sorted((set(layers) | exclude) - names)
     if unknown:
-        raise ValueError(f"layers/exclude: the graph has no node or op type {unknown}")
+        raise ValueError(f"layers/exclude: the graph has no node or op type {unknown}; its quantizable nodes: "
+                         f"{[n.name for n in g.nodes if layer_weight(g, n) is not None]}")
     plan, observers = {}, {}
     for node in g.nodes:
         if node.name in exclude or node.op_type in exclude:
@@ -295,20 +296,42 @@ def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict 
     return prepared
 
 
+def as_graph_module(model, example_inputs=None) -> GraphModule:
+    """What quantization works on: a GraphModule as it is; a qk.nn model
+    traced (`qk.graph.trace`, eval mode, node names = module names) and
+    simplified as ONNX import does (BatchNorm folded, identities removed)."""
+    if isinstance(model, GraphModule):
+        return model
+    from ..graph import simplify, trace
+    from ..nn import Module
+
+    if not isinstance(model, Module):
+        raise TypeError(f"model: expected a qk.nn.Module or a qk.graph.GraphModule, got {type(model).__name__}")
+    g = trace(model, example_inputs)
+    simplify(g)
+    return GraphModule(g)
+
+
 def feeds_of(batch, input_names):
     if isinstance(batch, dict):
         return batch
     if len(input_names) != 1:
         raise ValueError(f"data: the model has inputs {input_names}; give batches as dicts of name -> array")
+    if isinstance(batch, tuple):
+        batch = batch[0]  # an (inputs, labels) batch
     return {input_names[0]: batch}
 
 
-def calibration_batches(data):
+def calibration_batches(data, batch_size: int = 32):
     """Calibration `data` as batches: an array of samples split into batches
-    of 32, the inputs of an (inputs, labels) pair, or the iterable itself."""
+    of `batch_size`, the inputs of an (inputs, labels) pair, or the iterable itself."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
-        data = data[0]  # an (inputs, labels) pair, as the qk.nn path takes
-    return [data[i: i + 32] for i in range(0, len(data), 32)] if isinstance(data, np.ndarray) else data
+        data = data[0]  # an (inputs, labels) pair
+    if isinstance(data, np.ndarray):
+        return [data[i: i + batch_size] for i in range(0, len(data), batch_size)]
+    return data
 
 
 def progress_bar(label: str, done: int, total: int | None, width: int = 30) -> str:
@@ -318,23 +341,24 @@ def progress_bar(label: str, done: int, total: int | None, width: int = 30) -> s
     return f"{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} batches"
 
 
-def calibrate(prepared: PreparedGraph, data, *, progress: bool = True) -> PreparedGraph:
+def calibrate(prepared: PreparedGraph, data, *, batch_size: int = 32, progress: bool = True) -> PreparedGraph:
     """Graph PTQ, step 2: runs `data` (an array of samples for a single-input
-    model, split into batches of 32, an (inputs, labels) pair, or an iterable
-    of arrays or feed dicts)
+    model, split into batches of `batch_size`, an (inputs, labels) pair, or an
+    iterable of arrays, (inputs, labels) batches or feed dicts)
     so the observers see the ranges. Batches may differ in shape (padded
     sequences of any length)."""
     if not isinstance(prepared, PreparedGraph):
         raise TypeError(f"prepared: expected the result of qk.ptq.prepare, got {type(prepared).__name__}")
-    run_batches(data, prepared.input_names, prepared.run, bar="calibrating", what="calibration", progress=progress)
+    run_batches(data, prepared.input_names, prepared.run, bar="calibrating", what="calibration", progress=progress,
+                batch_size=batch_size)
     return prepared
 
 
-def run_batches(data, input_names, step, *, bar: str, what: str, progress: bool) -> int:
+def run_batches(data, input_names, step, *, bar: str, what: str, progress: bool, batch_size: int = 32) -> int:
     """Calls step(feeds) on each batch of calibration `data` without gradients,
     with a progress bar labelled `bar`; returns the number of batches, and
     raises if there was none ("data: <what> got no batches")."""
-    batches = calibration_batches(data)
+    batches = calibration_batches(data, batch_size)
     total = len(batches) if hasattr(batches, "__len__") else None
     seen = 0
     with no_grad():

@@ -136,17 +136,16 @@ def from_ptq(prepared: PreparedGraph, *, lsq: bool = False) -> QATGraph:
     return qat
 
 
-def calibrate(qat: QATGraph, data) -> QATGraph:
-    """Runs `data` (arrays or feed dicts) so every observing quantizer records the ranges."""
-    from .graph import calibration_batches, feeds_of
+def calibrate(qat: QATGraph, data, *, batch_size: int = 32, progress: bool = False) -> QATGraph:
+    """Runs `data` (arrays, (inputs, labels) batches or feed dicts) so every observing quantizer records the ranges."""
+    from .graph import run_batches
 
     fqs = list(qat.activation_fq.values()) + list(qat.weight_fq.values())
-    batches = calibration_batches(data)
     for m in fqs:
         m.calibrating = True
     try:
-        for batch in batches:
-            qat.run(feeds_of(batch, qat.input_names))
+        run_batches(data, qat.input_names, qat.run, bar="calibrating", what="calibration", progress=progress,
+                    batch_size=batch_size)
     finally:
         for m in fqs:
             m.calibrating = False
