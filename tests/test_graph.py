@@ -111,6 +111,11 @@ def test_a_sequential_traces_without_an_example_to_the_same_graph(build, shape):
         [(n.op_type, n.name, n.inputs, n.outputs, n.attrs) for n in ran.nodes]
     assert read.values["input"].shape == (None,) + ((shape[1],) if len(shape) == 2 else (1, None, None))
     np.testing.assert_array_equal(GraphModule(read).run({"input": x})["output"], model(nn.Tensor(x)).data)
+    flat_first = nn.Sequential(nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()  # the input is not (N, 144)
+    assert trace(flat_first).values["input"].shape is None
+    xi = RNG.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    np.testing.assert_array_equal(GraphModule(trace(flat_first)).run({"input": xi})["output"],
+                                  flat_first(nn.Tensor(xi)).data)
     with pytest.raises(ValueError, match="example_inputs"):  # other layers must run to be traced
         trace(nn.Sequential(Residual()))
     with pytest.raises(ValueError, match="example_inputs"):

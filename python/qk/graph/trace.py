@@ -167,14 +167,16 @@ _ELEMENTWISE = (nn_modules.ReLU, nn_modules.LeakyReLU, nn_modules.Tanh, nn_modul
 
 def _chain_input_shape(model) -> tuple | None:
     """The input shape a Sequential's first layer implies: (None, features) for Linear, (None, C, None, None)
-    for Conv2d."""
+    for Conv2d; unknown (None) when another layer (Flatten, pooling, BatchNorm) comes first. Layers that
+    keep the shape (activations, Dropout, Identity) are looked through."""
     for _, m in model.named_modules():
+        if isinstance(m, (nn_modules.Sequential, nn_modules.Dropout, nn_modules.Identity) + _ELEMENTWISE):
+            continue
         if isinstance(m, nn_modules.Linear):
             return (None, m.in_features)
         if isinstance(m, nn_modules.Conv2d):
             return (None, m.in_channels, None, None)
-        if isinstance(m, (nn_modules.BatchNorm1d, nn_modules.BatchNorm2d)):
-            return None
+        return None
     return None
 
 
