@@ -111,19 +111,14 @@ class _Tracer:
         them (their nodes do not depend on shapes); returns the last value.
         Element-wise activations run on a 1x1 stand-in to record their ops."""
         for child in seq._modules.values():
-            if isinstance(child, nn_modules.Sequential):
+            if type(child) is nn_modules.Sequential:
                 x = self.chain(child, x)
             elif type(child) in _LEAVES:
                 out = Tensor(np.zeros((1, 1), np.float32))
                 self.emit_leaf(child, _LEAVES[type(child)](child, None), x, out)
                 x = out
-            elif isinstance(child, _ELEMENTWISE):
+            else:  # an element-wise activation (reads_as_chain checked it)
                 x = child(x)
-            else:
-                name = self.module_names.get(id(child))
-                raise ValueError(f"example_inputs: layer {name!r} ({type(child).__name__}) is not a standard "
-                                 "layer, so the model is traced by running it: pass example_inputs (a batch of "
-                                 "inputs)")
         return x
 
 
@@ -163,6 +158,21 @@ _LEAVES = {
     nn_modules.Flatten: lambda m, x: ("Flatten", {"axis": 1}, []),
 }
 _ELEMENTWISE = (nn_modules.ReLU, nn_modules.LeakyReLU, nn_modules.Tanh, nn_modules.GELU)
+STANDARD_LAYERS = (nn_modules.Sequential, *_LEAVES, *_ELEMENTWISE)
+"""The qk.nn layers a Sequential may hold to be traced without an example."""
+
+
+def _first_nonstandard(model):
+    """(name, layer) of the first layer that keeps `model` from being read off its layers, or None.
+    Exact types: a subclass may compute something else in its forward."""
+    if type(model) is not nn_modules.Sequential:
+        return "", model
+    return next(((n, m) for n, m in model.named_modules() if type(m) not in STANDARD_LAYERS), None)
+
+
+def reads_as_chain(model) -> bool:
+    """Whether `trace(model)` needs no example: a Sequential of STANDARD_LAYERS."""
+    return _first_nonstandard(model) is None
 
 
 def _chain_input_shape(model) -> tuple | None:
@@ -191,9 +201,11 @@ def trace(model, example_inputs=None, input_names=None, output_names=None) -> Gr
         raise TypeError(f"model: expected a qk.nn.Module, got {type(model).__name__}")
     if current_tracer() is not None:
         raise RuntimeError("trace: already tracing (trace is not reentrant)")
-    if example_inputs is None and not isinstance(model, nn_modules.Sequential):
-        raise ValueError(f"example_inputs: a {type(model).__name__} is traced by running it; pass example_inputs "
-                         "(a batch of inputs; only a Sequential of standard layers needs none)")
+    blocker = None if example_inputs is not None else _first_nonstandard(model)
+    if blocker is not None:
+        where = f"layer {blocker[0]!r} ({type(blocker[1]).__name__})" if blocker[0] else f"a {type(model).__name__}"
+        raise ValueError(f"example_inputs: {where} is traced by running it; pass example_inputs (a batch of "
+                         "inputs; only a Sequential of standard layers needs none)")
     if example_inputs is None:
         arrays, shapes = [np.zeros((1, 1), np.float32)], [_chain_input_shape(model)]
     else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import GraphModule
-from ..nn import Sequential
+from ..graph.trace import reads_as_chain
 from ..quant import INT8_STATIC, QConfig
 from ..quantization import graph as graph_ptq
 from .workflow import as_graph, calibrate, convert, prepare
@@ -16,7 +16,7 @@ def _graph(model, options: dict, data):
     """The model's graph; a qk.nn model that must be run to be traced runs on
     `example_inputs`, else on the first samples of `data` when it is an array."""
     example = options.pop("example_inputs", None)
-    if example is None and not isinstance(model, (GraphModule, Sequential)):
+    if example is None and not isinstance(model, GraphModule) and not reads_as_chain(model):
         arrays = data[0] if isinstance(data, tuple) and len(data) == 2 else data
         example = arrays[:1] if isinstance(arrays, np.ndarray) else None
     return as_graph(model, example, options.pop("unsupported", "warn"))

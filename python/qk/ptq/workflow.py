@@ -9,17 +9,14 @@ import warnings
 
 import numpy as np
 
-from ..nn import GELU, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, LeakyReLU, Linear, MaxPool2d, \
-    Module, ReLU, Sequential, Tanh
+from ..nn import Module
 from ..graph import GraphModule
+from ..graph.trace import STANDARD_LAYERS
 from ..quantization import graph as graph_ptq
 from ..quant import FP16, INT8_DYNAMIC, INT8_STATIC, QConfig, QScheme
 from .layers import StaticInt8Core
 from .rounding import gptq_quantize
 
-# The qk.nn layers PTQ knows: Linear and Conv2d are quantized, the others hold no weights to quantize (or fold).
-_KNOWN = (Linear, Conv2d, Sequential, ReLU, Identity, Flatten, MaxPool2d, Dropout, Tanh, GELU, LeakyReLU,
-          BatchNorm1d, BatchNorm2d)
 ROUNDINGS = ("nearest", "gptq")
 
 
@@ -38,7 +35,7 @@ def check_supported(model: Module, unsupported: str) -> None:
     """Warns about (or rejects) qk.nn layers with weights that are not Linear/Conv2d: what
     their operations compute is quantized only where it is a MatMul of a constant weight."""
     for name, m in model.named_modules():
-        if isinstance(m, _KNOWN) or not m._params:
+        if isinstance(m, STANDARD_LAYERS) or not m._params:  # Linear/Conv2d quantize, BatchNorm folds
             continue
         message = (f"layer {name!r} ({type(m).__name__}) is not a Linear/Conv2d; its weights stay in float32 "
                    "unless it multiplies them as a MatMul")
