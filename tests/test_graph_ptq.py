@@ -36,8 +36,8 @@ def test_a_qk_nn_model_quantizes_as_the_graph_traced_on_an_example(digits_cnn):
     prepared = qk.ptq.prepare(gm)
     assert len(prepared.observers) == 3  # the inputs of the two convs and the Gemm
     graph_q = qk.ptq.convert(qk.ptq.calibrate(prepared, calib, progress=False))
-    # the first pool runs inside the integer chain conv -> pool -> conv, on uint8
-    assert graph_q.graph.op_histogram() == {"QuantizedConv": 2, "QuantizedMaxPool": 1, "MaxPool": 1, "Flatten": 1,
+    # one integer chain, on uint8 from the first conv to the Gemm: conv -> pool -> conv -> pool -> flatten -> Gemm
+    assert graph_q.graph.op_histogram() == {"QuantizedConv": 2, "QuantizedMaxPool": 2, "QuantizedFlatten": 1,
                                             "QuantizedLinear": 1}
     assert seq.graph.op_histogram() == graph_q.graph.op_histogram()
     np.testing.assert_array_equal(seq(nn.Tensor(xt)).data, graph_q.run({"input": xt})["output"])
@@ -132,17 +132,19 @@ def test_integer_chains_give_the_unchained_results_bit_for_bit(build, add, isa, 
     assert all(np.isfinite(r["sqnr_db"]) for r in rows)
 
 
-def test_integer_chains_run_max_pool_on_uint8(digits_cnn, tmp_path):
-    """conv -> relu -> MaxPool -> conv: the pool runs on the chain's uint8 NHWC values, exactly."""
+def test_integer_chains_run_max_pool_and_flatten_on_uint8(digits_cnn, tmp_path):
+    """conv -> relu -> MaxPool -> conv -> relu -> MaxPool -> Flatten -> Gemm: the pools
+    and the Flatten run on the chain's uint8 NHWC values, the Gemm reads uint8, exactly."""
     from qk.quantization.graph import without_chains
 
     _, gm, data = digits_cnn
     qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(gm), data.train[0][:128], progress=False))
     ops = [n.op_type for n in qm.graph.nodes]
-    assert "QuantizedMaxPool" in ops
+    assert "QuantizedMaxPool" in ops and "QuantizedFlatten" in ops
+    assert [n.attrs.get("in_u8") for n in qm.graph.nodes if n.op_type == "QuantizedLinear"] == [True]
     x = {qm.input_names[0]: data.test[0][:33]}
     want = without_chains(qm).run(x)
-    assert "QuantizedMaxPool" not in without_chains(qm).graph.op_histogram()
+    assert {"QuantizedMaxPool", "QuantizedFlatten"}.isdisjoint(without_chains(qm).graph.op_histogram())
     for name, got in qm.run(x).items():
         np.testing.assert_array_equal(got, want[name])
     qk.ptq.save(qm, tmp_path / "cnn.npz")
@@ -570,3 +572,60 @@ def test_a_clip_after_a_float_output_layer_is_applied_by_the_layer(tmp_path):
     qk.onnx.export(qg, tmp_path / "g.onnx")
     theirs = ort_quantized_session(tmp_path / "g.onnx").run(None, {"x": xs})[0]
     assert np.abs(theirs - got).max() <= 0.01 * np.abs(got).max()
+
+
+def _linear_chain_model(rng, rank: int):
+    """MatMul -> Clip(0, 6) -> Gemm-like MatMul + bias -> Relu -> MatMul -> (read twice) MatMul, MatMul:
+    linear layers feeding linear layers, on rows of a `rank`-D input."""
+    dims = [12, 20, 16, 9]
+    nodes = [helper.make_node("MatMul", ["x", "w0"], ["h0"]), helper.make_node("Clip", ["h0", "zero", "six"], ["a0"]),
+             helper.make_node("MatMul", ["a0", "w1"], ["m1"]), helper.make_node("Add", ["m1", "b1"], ["h1"]),
+             helper.make_node("Relu", ["h1"], ["a1"]), helper.make_node("MatMul", ["a1", "w2"], ["h2"]),
+             helper.make_node("MatMul", ["h2", "w3"], ["y"]), helper.make_node("MatMul", ["h2", "w4"], ["z"])]
+    inits = [numpy_helper.from_array((rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32), f"w{i}")
+             for i, (a, b) in enumerate(zip(dims, dims[1:]))]
+    inits += [numpy_helper.from_array(rng.standard_normal((9, 5)).astype(np.float32), "w3"),
+              numpy_helper.from_array(rng.standard_normal((9, 4)).astype(np.float32), "w4"),
+              numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b1"),
+              numpy_helper.from_array(np.array(0, np.float32), "zero"),
+              numpy_helper.from_array(np.array(6, np.float32), "six")]
+    lead = ["N", 3][:rank - 1]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, lead + [12])],
+                          [helper.make_tensor_value_info(v, TensorProto.FLOAT, None) for v in ("y", "z")],
+                          initializer=inits)
+    return qk.onnx.load(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_linear_layers_feeding_linear_layers_pass_uint8_bit_for_bit(rank, isa, tmp_path):
+    """Each quantized MatMul / Gemm whose readers are all quantized linear layers
+    requantizes its output to their input grid in its epilogue (the ReLU6 between
+    as the clamp) and hands them uint8: the same outputs as the model whose layers
+    dequantize and requantize, exactly; save, load and export see float values."""
+    from qk.quantization.graph import without_chains
+
+    rng = np.random.default_rng(5)
+    fp = _linear_chain_model(rng, rank)
+    shape = (7, 3, 12)[-rank:]
+    calib = [(3 * rng.standard_normal(shape)).astype(np.float32) for _ in range(4)]
+    qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp), calib, progress=False))
+    nodes = {n.name: n for n in qm.graph.nodes}
+    producers = [n for n in qm.graph.nodes if "out_u8" in n.attrs]
+    assert len(producers) == 3 and qm.graph.op_histogram() == {"QuantizedLinear": 5}
+    assert sum(bool(n.attrs.get("in_u8")) for n in nodes.values()) == 4
+    assert [tuple(n.attrs["absorbed_clip"][1:]) for n in producers if "absorbed_clip" in n.attrs] == [(0.0, 6.0)]
+    plain = without_chains(qm)
+    assert plain.graph.op_histogram()["Clip"] == 1
+    for batch in (1, 5):
+        x = {"x": (3 * rng.standard_normal((batch, *shape[1:]))).astype(np.float32)}
+        got, want = qm.run(x), plain.run(x)
+        for name in ("y", "z"):
+            np.testing.assert_array_equal(got[name], want[name])
+    qk.ptq.save(qm, tmp_path / "q.npz")
+    loaded = qk.ptq.load(tmp_path / "q.npz")
+    np.testing.assert_array_equal(loaded.run(x)["y"], got["y"])
+    qk.onnx.export(qm, tmp_path / "q.onnx")
+    theirs = ort_quantized_session(tmp_path / "q.onnx").run(["y"], x)[0]
+    assert np.abs(theirs - got["y"]).max() <= 0.02 * np.abs(got["y"]).max()
+    rows = qk.ptq.compare_layers(fp, qm, calib[:1])
+    assert len(rows) == 5 and all(np.isfinite(r["sqnr_db"]) for r in rows)

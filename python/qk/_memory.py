@@ -8,24 +8,27 @@ keeps at most `limit_bytes` idle and frees the rest."""
 
 from __future__ import annotations
 
-import contextlib
-
 from . import _qk
 from ._validate import require_int
 
 _HANDLER = _qk.array_pool_handler()
 
 
-@contextlib.contextmanager
-def pooled_arrays():
+class pooled_arrays:  # noqa: N801 (used as a context manager, like contextlib's)
     """NumPy allocates from qk's pool inside this block (this thread and
-    context only); a no-op on a NumPy without memory handlers."""
-    previous = _qk.set_numpy_handler(_HANDLER)
-    try:
-        yield
-    finally:
-        if previous is not None:
-            _qk.set_numpy_handler(previous)
+    context only); a no-op on a NumPy without memory handlers. A class, not
+    a generator: every forward pass enters one, and at batch 1 contextlib's
+    machinery was a visible part of the pass."""
+
+    __slots__ = ("_previous",)
+
+    def __enter__(self):
+        self._previous = _qk.set_numpy_handler(_HANDLER)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            _qk.set_numpy_handler(self._previous)
 
 
 def memory_pool_stats() -> dict[str, int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 
@@ -86,16 +85,20 @@ def _openblas_thread_local_setter():
     return None
 
 
-@contextlib.contextmanager
-def blas_on_calling_thread():
+class blas_on_calling_thread:  # noqa: N801 (used as a context manager, like contextlib's)
     """NumPy's BLAS runs on the calling thread only inside this block (for
     this thread; other threads keep their setting). A model's float MatMuls
     then leave the cores to qk's pool: OpenBLAS's workers spin after each call
-    and took them from qk's kernels (MiniLM on two cores: 266 -> 236 ms)."""
-    setter = _openblas_thread_local_setter()
-    previous = setter(1) if setter is not None else None
-    try:
-        yield
-    finally:
-        if setter is not None:
-            setter(previous)
+    and took them from qk's kernels (MiniLM on two cores: 266 -> 236 ms).
+    A class, not a generator, for the same reason as pooled_arrays."""
+
+    __slots__ = ("_setter", "_previous")
+
+    def __enter__(self):
+        self._setter = _openblas_thread_local_setter()
+        self._previous = self._setter(1) if self._setter is not None else None
+        return self
+
+    def __exit__(self, *exc):
+        if self._setter is not None:
+            self._setter(self._previous)

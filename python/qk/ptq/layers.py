@@ -77,12 +77,17 @@ class StaticInt8Core:
                                                          np.array([self.x_zero_point], np.float32))
         return cached
 
-    def matmul(self, x2d: np.ndarray) -> np.ndarray:
-        kernel_args = self.__dict__.get("_kernel_args")
-        if kernel_args is None:  # x_scale * w_scale, checked once, as qk.quantized_linear computes it
-            kernel_args = self.__dict__["_kernel_args"] = (
+    def _kernel_args(self):
+        """(x_scale * w_scale, bias) as the GEMM kernel reads them, checked once as qk.quantized_linear does."""
+        cached = self.__dict__.get("_kernel_args_cache")
+        if cached is None:
+            cached = self.__dict__["_kernel_args_cache"] = (
                 _linear_scale(self.x_scale, self.w_scale, self.packed.n),
                 None if self.bias is None else np.ascontiguousarray(self.bias, np.float32))
+        return cached
+
+    def matmul(self, x2d: np.ndarray) -> np.ndarray:
+        kernel_args = self._kernel_args()
         if _direct_gemm(x2d, self.weight_q) and x2d.dtype == (np.uint8 if self.x_range[0] >= 0 else np.int8):
             # the kernel call of qk.quantized_linear without its checks (this
             # core's parameters were checked when it was made): per-layer cost at batch 1
@@ -92,6 +97,38 @@ class StaticInt8Core:
             return out
         return qk.quantized_linear(x2d, self.packed, x_scale=self.x_scale, x_zero_point=self.x_zero_point,
                                    w_scale=self.w_scale, bias=self.bias, relu=self.relu)
+
+    def runner(self, shape: tuple, uint8_input: bool = False, out_qparams=None):
+        """prepare_input and matmul of float32 inputs of `shape` (..., K) as
+        one function of x, with the kernel calls worked out once (a converted
+        model keeps one per node and input shape: at batch 1 the per-call
+        Python was most of a small layer's time); None where the direct
+        kernel call does not apply (int8 or narrowed activations, K beyond
+        the exact range, a block too large to run uninterrupted). With
+        `uint8_input`, x is already this core's uint8 input (a chained
+        producer's output); with out_qparams = (scale, zero point, qmin, qmax)
+        the output is requantized in the epilogue to uint8 and clamped."""
+        n, k = self.weight_q.shape
+        rows = math.prod(shape[:-1])
+        if (self.x_range != (0, 255) or not shape or shape[-1] != k or k > EXACT_K
+                or rows * k * n > INTERRUPTIBLE_MACS):
+            return None
+        scale, bias = self._kernel_args()
+        x_params, packed, zp, relu = self._x_params, self.packed._native, self.x_zero_point, self.relu
+        out_shape = (*shape[:-1], n)
+        out_dtype = np.float32 if out_qparams is None else np.uint8
+        epilogue = (0, 1.0, 0.0, 0.0, 0.0) if out_qparams is None else (1, *(float(v) for v in out_qparams))
+
+        def call(x):
+            if uint8_input:
+                q = x
+            else:
+                q = np.empty(shape, np.uint8)
+                _qk.quantize(x, q, True, 1, 1, x.size, *x_params, 0.0, 255.0)
+            out = np.empty(out_shape, out_dtype)
+            _qk.quantized_linear(q, False, rows, k, packed, zp, scale, bias, relu, out, *epilogue)
+            return out
+        return call
 
     def arrays(self):
         return dict(**stored_int_weight(self.weight_q, self.bits), w_scale=self.w_scale, bias=self.bias)

@@ -378,10 +378,37 @@ def run_batches(data, input_names, step, *, bar: str, what: str, progress: bool,
 
 
 def _run_linear(attrs, x):
-    core = attrs["core"]
-    xd = graph_ops.data_of(x).astype(np.float32, copy=False)
-    y = core.matmul(core.prepare_input(np.ascontiguousarray(xd)))
-    return _float_clip(attrs, Tensor(np.asarray(y, np.float32)))
+    """A QuantizedLinear: float in, float out; or, in an integer chain, the
+    uint8 output of a chained producer in ("in_u8") and the uint8 input of
+    its chained readers out ("out_u8", requantized in the epilogue). Static
+    uint8 layers run on one runner per input shape (StaticInt8Core.runner)."""
+    xd = graph_ops.data_of(x)
+    runs = attrs.get("_runs")
+    if runs is None:
+        runs = attrs["_runs"] = {}
+    key = (xd.shape, xd.dtype.char)
+    run = runs.get(key)
+    if run is None:
+        run = runs[key] = _linear_runner(attrs, xd.shape, xd.dtype)
+    return run(xd)
+
+
+def _linear_runner(attrs, shape, dtype):
+    core, out_u8 = attrs["core"], attrs.get("out_u8")
+    if attrs.get("in_u8") or out_u8 is not None:  # chained: only static uint8 cores are (chain_integer_layers)
+        call = core.runner(shape, bool(attrs.get("in_u8")), None if out_u8 is None else tuple(out_u8))
+        if call is None:
+            raise ValueError(f"input: a chained quantized Linear cannot take an input of shape {shape}")
+        return call if out_u8 is not None else lambda x: _float_clip(attrs, Tensor(call(x)))
+    call = core.runner(shape) if isinstance(core, StaticInt8Core) and dtype == np.float32 else None
+    if call is not None:
+        return lambda x: _float_clip(attrs, Tensor(call(x if x.flags.c_contiguous and x.flags.aligned else
+                                                        np.array(x, order="C"))))
+
+    def generic(x):
+        xd = np.ascontiguousarray(x.astype(np.float32, copy=False))
+        return _float_clip(attrs, Tensor(np.asarray(core.matmul(core.prepare_input(xd)), np.float32)))
+    return generic
 
 
 class NativeConv:
@@ -486,50 +513,62 @@ def _out_qparams(attrs):
     return None if q is None else (float(q[0]), int(q[1]), int(q[2]), int(q[3]))
 
 
-def chain_integer_convs(g: Graph) -> Graph:
-    """Integer chains: a QuantizedConv whose output only feeds QuantizedConvs
-    that read it as their input (static, uint8 activations, one common
-    quantization) hands them its output as uint8 NHWC, requantized in its
-    epilogue to their input scale and zero point ("out_nhwc"; the readers get
-    "in_nhwc"), instead of float NCHW that each reader quantizes and
-    transposes again. A quantized Add (asked for in prepare's `layers`)
-    reads chained values as uint8 too, and hands its own output on the same
-    way when its readers share its output grid. A Relu or Clip in between
-    (ReLU6) becomes the requantization's clamp: quantizing is monotone, so q(clip(y, lo, hi)) =
-    clip(q(y), q(lo), q(hi)); a MaxPool after them runs on the uint8 values
-    (QuantizedMaxPool), as q(max(y)) = max(q(y)); a GlobalAveragePool
-    reading a chained value sums its uint8 values exactly
-    (QuantizedGlobalAveragePool, which without_chains keeps, so both forms
-    give the same numbers). The same numbers either way, bit for bit. Last,
-    a Clip with constant bounds after a layer whose output stays float (a
-    dynamic model's ReLU6) is applied by that layer, in place on its output.
+def chain_integer_layers(g: Graph) -> Graph:
+    """Integer chains: a static quantized layer whose output only feeds layers
+    that quantize it alike hands them uint8 values, requantized in its
+    epilogue to their input scale and zero point, instead of float values
+    that each reader quantizes again. A QuantizedConv hands uint8 NHWC
+    ("out_nhwc"; its readers get "in_nhwc") to QuantizedConvs reading it as
+    their input (static, uint8 activations, one common quantization), to a
+    quantized Add (asked for in prepare's `layers`), which hands its own
+    output on the same way when its readers share its output grid, and
+    through a Flatten (QuantizedFlatten: back to NCHW order, on uint8) to
+    QuantizedLinears. A QuantizedLinear hands uint8 rows ("out_u8"; its
+    readers get "in_u8") to QuantizedLinears reading it. A Relu or Clip in
+    between (ReLU6) becomes the requantization's clamp: quantizing is
+    monotone, so q(clip(y, lo, hi)) = clip(q(y), q(lo), q(hi)); a MaxPool
+    after a conv runs on the uint8 values (QuantizedMaxPool), as q(max(y)) =
+    max(q(y)); a GlobalAveragePool reading a chained value sums its uint8
+    values exactly (QuantizedGlobalAveragePool, which without_chains keeps,
+    so both forms give the same numbers). The same numbers either way, bit
+    for bit. Last, a Clip with constant bounds after a layer whose output
+    stays float (a dynamic model's ReLU6) is applied by that layer, in place
+    on its output.
     """
     def native_ok(node):
         return node is not None and node.op_type == "QuantizedConv" and NativeConv.supports(_conv_cores(node.attrs))
 
-    def input_qparams(node):
-        core = _conv_cores(node.attrs)[0]
+    def linear_ok(node):
+        return node is not None and node.op_type == "QuantizedLinear" and NativeConv.supports([node.attrs["core"]])
+
+    def input_qparams(core):
         return float(core.x_scale), int(core.x_zero_point)
 
     any_grid = ("any",)  # a reader that takes the value on whatever grid it comes
 
-    def reader_qparams(node, value):
-        """The (scale, zero point) `node` quantizes `value` to, if it can take it as uint8 NHWC, else None."""
+    def reader_qparams(node, value, layout):
+        """The (scale, zero point) `node` quantizes `value` to, if it can take it as uint8 in
+        `layout` ("nhwc": a conv's output; "rows": a linear's), else None."""
+        if layout == "rows":
+            return input_qparams(node.attrs["core"]) if linear_ok(node) and node.inputs[0] == value else None
         if native_ok(node) and node.inputs[0] == value and value not in node.inputs[1:]:
-            return input_qparams(node)
+            return input_qparams(_conv_cores(node.attrs)[0])
         if node.op_type == "QuantizedAdd" and node.inputs.count(value) == 1:
             return tuple(node.attrs["a_qparams" if node.inputs[0] == value else "b_qparams"])
         if node.op_type == "GlobalAveragePool":
             return any_grid
+        if node.op_type == "Flatten" and node.attrs.get("axis", 1) == 1:
+            found = chain_readers(node.outputs[0], "rows")
+            return None if found is None else found[1]
         return None
 
-    def chain_readers(value, qparams=None):
-        """The readers of `value` and their common quantization, if all can take it as uint8 NHWC
+    def chain_readers(value, layout, qparams=None):
+        """The readers of `value` and their common quantization, if all can take it as uint8
         (a producer without a grid of its own needs one reader that names it)."""
         readers = g.consumers(value)
         if value in g.outputs or not readers:
             return None
-        found = {reader_qparams(r, value) for r in readers} - {any_grid}
+        found = {reader_qparams(r, value, layout) for r in readers} - {any_grid}
         if qparams is not None:
             found.add(qparams)
         if None in found or len(found) != 1:
@@ -545,6 +584,11 @@ def chain_integer_convs(g: Graph) -> Graph:
             elif r.op_type == "GlobalAveragePool":  # integer sums of the uint8 values
                 g.replace([r], [Node("QuantizedGlobalAveragePool", list(r.inputs), list(r.outputs),
                                      {"qparams": tuple(qparams), "in_nhwc": True}, r.name)])
+            elif r.op_type == "Flatten":
+                g.replace([r], [Node("QuantizedFlatten", list(r.inputs), list(r.outputs), dict(r.attrs), r.name)])
+                mark(g.consumers(r.outputs[0]), r.outputs[0], qparams)
+            elif r.op_type == "QuantizedLinear":
+                r.attrs["in_u8"] = True
             else:
                 r.attrs["in_nhwc"] = True
 
@@ -570,30 +614,31 @@ def chain_integer_convs(g: Graph) -> Graph:
 
     for node in list(g.nodes):
         if node.op_type == "QuantizedAdd":  # requantizes to its own output grid; its readers must share it
-            found = chain_readers(node.outputs[0], tuple(node.attrs["out_qparams"]))
+            found = chain_readers(node.outputs[0], "nhwc", tuple(node.attrs["out_qparams"]))
             if found is not None:
                 scale, zp = found[1]
                 node.attrs["out_nhwc"] = (scale, zp, zp if node.attrs["relu"] else 0, 255)
                 mark(found[0], node.outputs[0], (scale, zp))
             continue
-        if not native_ok(node) or node.outputs[0] in g.outputs:
+        conv = native_ok(node)
+        if not (conv or linear_ok(node)) or node.outputs[0] in g.outputs:
             continue
         clip = g.only_consumer(node.outputs[0])
         bounds = clamp_of(clip)
         if bounds is None:
             clip, bounds = None, (None, None)
         value = clip.outputs[0] if clip is not None else node.outputs[0]
-        pool = g.only_consumer(value)
+        pool = g.only_consumer(value) if conv else None
         if not _uint8_max_pool_ok(pool) or value in g.outputs:
             pool = None
         read = pool.outputs[0] if pool is not None else value  # what the readers read
-        found = chain_readers(read)
+        found = chain_readers(read, "nhwc" if conv else "rows")
         if found is None:
             continue
         readers, (scale, zp) = found
         qmin = 0 if bounds[0] is None else q(bounds[0], scale, zp)
         qmax = 255 if bounds[1] is None else q(bounds[1], scale, zp)
-        attrs = dict(node.attrs, out_nhwc=(scale, zp, qmin, qmax))
+        attrs = dict(node.attrs, **{"out_nhwc" if conv else "out_u8": (scale, zp, qmin, qmax)})
         if clip is not None:  # what without_chains puts back: a Clip from the layer's own output
             attrs["absorbed_clip"] = (node.outputs[0], bounds[0], bounds[1])
         g.replace([node] + ([clip] if clip is not None else []),
@@ -603,7 +648,8 @@ def chain_integer_convs(g: Graph) -> Graph:
                                     pool.name)])
         mark(readers, read, (scale, zp))
     for node in list(g.nodes):  # a Clip after a layer with a float output: applied in place by the layer
-        if node.op_type not in ("QuantizedConv", "QuantizedLinear") or "out_nhwc" in node.attrs:
+        if node.op_type not in ("QuantizedConv", "QuantizedLinear") or "out_nhwc" in node.attrs \
+                or "out_u8" in node.attrs:
             continue
         clip = g.only_consumer(node.outputs[0])
         bounds = clamp_of(clip) if clip is not None and clip.op_type == "Clip" else None
@@ -615,7 +661,7 @@ def chain_integer_convs(g: Graph) -> Graph:
 
 
 def _float_clip(attrs, y):
-    """The Clip a layer with a float output absorbed (chain_integer_convs), applied to y in place."""
+    """The Clip a layer with a float output absorbed (chain_integer_layers), applied to y in place."""
     absorbed = attrs.get("absorbed_clip")
     if absorbed is not None and "out_nhwc" not in attrs:
         data = graph_ops.data_of(y)
@@ -645,6 +691,13 @@ def _run_max_pool_nhwc(attrs, x):
     out = np.empty((n, oh, ow, c), np.uint8)
     _qk.max_pool_u8(xd, (n, h, w, c, kh, kw, *strides, *dil, pads[0], pads[1], oh, ow), out)
     return out
+
+
+def _run_flatten_nhwc(attrs, x):
+    """Flatten (axis 1) of uint8 NHWC values of an integer chain: the rows a
+    Flatten of the NCHW values gives, for the chained QuantizedLinear after it."""
+    xd = graph_ops.data_of(x)
+    return np.ascontiguousarray(xd.transpose(0, 3, 1, 2)).reshape(xd.shape[0], -1)
 
 
 def _run_quantized_add(attrs, a, b):
@@ -700,10 +753,11 @@ def without_chains(model: GraphModule) -> GraphModule:
     (for export and per-node comparison, which read the values)."""
     g = model.graph.copy()
     for node in list(g.nodes):
-        if node.op_type == "QuantizedMaxPool":
-            g.replace([node], [Node("MaxPool", list(node.inputs), list(node.outputs), dict(node.attrs), node.name)])
+        if node.op_type in ("QuantizedMaxPool", "QuantizedFlatten"):
+            g.replace([node], [Node(node.op_type[len("Quantized"):], list(node.inputs), list(node.outputs),
+                                    dict(node.attrs), node.name)])
             continue
-        for key in ("out_nhwc", "in_nhwc", "_native", "_native_runs"):
+        for key in ("out_nhwc", "in_nhwc", "out_u8", "in_u8", "_native", "_native_runs", "_runs"):
             node.attrs.pop(key, None)
         absorbed = node.attrs.pop("absorbed_clip", None)
         if absorbed is not None:
@@ -884,6 +938,7 @@ graph_ops.register("QuantizedLinear")(_run_linear)
 graph_ops.register("QuantizedConv")(_run_conv)
 graph_ops.register("QuantizedGather")(_run_gather)
 graph_ops.register("QuantizedMaxPool")(_run_max_pool_nhwc)
+graph_ops.register("QuantizedFlatten")(_run_flatten_nhwc)
 graph_ops.register("QuantizedAdd")(_run_quantized_add)
 graph_ops.register("QuantizedGlobalAveragePool")(_run_global_average_pool_u8)
 
@@ -944,7 +999,7 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
     replaced by its integer node. x_qparams: {activation value: (scale, zero
     point)} for static layers; w_scales: {node name: (N,) weight scales}
     where they are given (QAT), else from the weights. With `chains`,
-    consecutive quantized convolutions pass uint8 NHWC (chain_integer_convs).
+    consecutive quantized convolutions pass uint8 NHWC (chain_integer_layers).
     Shared by PTQ and QAT."""
     g = g.copy()
     w_scales, stats = w_scales or {}, stats or {}
@@ -1017,7 +1072,7 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
                             **info), node.name)
         g.replace([node] + ([relu] if relu is not None else []), [new])
     g.remove_dead()
-    return GraphModule(chain_integer_convs(g) if chains else g)
+    return GraphModule(chain_integer_layers(g) if chains else g)
 
 
 def convert(prepared: PreparedGraph) -> GraphModule:
