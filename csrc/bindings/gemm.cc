@@ -132,7 +132,7 @@ void bind_gemm(py::module_& m) {
   m.def(
       "dynamic_linear",
       [](const py::array& x, size_t m_rows, size_t k, double lo, double hi, const PackedWeight& w,
-         const py::array& w_scale, const py::object& bias, py::array& out) {
+         const py::array& w_scale, const py::object& bias, bool relu, py::array& out) {
         if (w.k() != k) throw py::value_error("w: K of the packed weight does not match x");
         const float* xp = input_data<float>(x, "x", product(m_rows, k, "x"));
         const float* sp = input_data<float>(w_scale, "w_scale", w.n());
@@ -146,12 +146,12 @@ void bind_gemm(py::module_& m) {
         bool scales_ok;
         {
           py::gil_scoped_release release;
-          scales_ok = gemm::dynamic_linear(xp, m_rows, k, lo, hi, w, sp, bp, op);
+          scales_ok = gemm::dynamic_linear(xp, m_rows, k, lo, hi, w, sp, bp, relu, op);
         }
         if (!scales_ok) throw py::value_error("w_scale: x_scale * w_scale must stay finite and > 0 in float32");
       },
       py::arg("x"), py::arg("m"), py::arg("k"), py::arg("lo"), py::arg("hi"), py::arg("w"), py::arg("w_scale"),
-      py::arg("bias"), py::arg("out"));
+      py::arg("bias"), py::arg("relu"), py::arg("out"));
 }
 
 }  // namespace qk::bindings

@@ -22,7 +22,7 @@ double round_half_even(double v) {
 }  // namespace
 
 bool dynamic_linear(const float* x, size_t m, size_t k, double lo, double hi, const PackedWeight& w,
-                    const float* w_scale, const float* bias, float* out) {
+                    const float* w_scale, const float* bias, bool relu, float* out) {
   // As qk.dynamic_linear's definition: the scale in float64, rounded to
   // float32; 1 when x is all zeros; the zero point from the float32 scale.
   float x_scale = static_cast<float>((hi - lo) / 255.0);
@@ -44,6 +44,7 @@ bool dynamic_linear(const float* x, size_t m, size_t k, double lo, double hi, co
   ep.a_zero_point = static_cast<int32_t>(zp);
   ep.scale = scale.data();
   ep.bias = bias;
+  ep.relu = relu;
   matmul(x_q.get(), false, m, k, w, ep, out);
   return true;
 }

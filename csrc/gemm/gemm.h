@@ -66,10 +66,10 @@ size_t in_place_stride(size_t k);
 // dynamic_linear in one call: x (M x K float32, finite) quantized per tensor
 // to uint8 over [lo, hi] = [min(x, 0), max(x, 0)] (the caller's reduction;
 // 0 is exact), then the float epilogue with scale[n] = x_scale * w_scale[n]
-// and optional bias. The quantization parameters are those of qk's Python
-// definition, bit for bit. Returns false, writing nothing, when a product
-// x_scale * w_scale[n] is not finite and > 0 in float32.
+// and optional bias, then ReLU if asked. The quantization parameters are
+// those of qk's Python definition, bit for bit. Returns false, writing
+// nothing, when a product x_scale * w_scale[n] is not finite and > 0 in float32.
 bool dynamic_linear(const float* x, size_t m, size_t k, double lo, double hi, const PackedWeight& w,
-                    const float* w_scale, const float* bias, float* out);
+                    const float* w_scale, const float* bias, bool relu, float* out);
 
 }  // namespace qk::gemm

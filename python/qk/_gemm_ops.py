@@ -263,7 +263,7 @@ def dynamic_linear(x, w, w_scale, bias=None, *, out=None) -> np.ndarray:
     rows = math.prod(x.shape[:-1])
     x2, w2 = x.reshape(rows, k), work.reshape(rows, wp.n)
     for r0, r1 in _row_blocks(x2.shape[0], k, wp.n):  # one range for all blocks: the same as one call
-        _qk.dynamic_linear(x2[r0:r1], r1 - r0, k, min(lo, 0.0), max(hi, 0.0), wp._native, ws, bias, w2[r0:r1])
+        _qk.dynamic_linear(x2[r0:r1], r1 - r0, k, min(lo, 0.0), max(hi, 0.0), wp._native, ws, bias, False, w2[r0:r1])
     return finish(out, work)
 
 

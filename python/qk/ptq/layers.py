@@ -152,21 +152,42 @@ class DynamicInt8Core:
     def prepare_input(self, x):
         return x
 
+    def _kernel_args(self):
+        """(w_scale per column, bias) as the native call reads them, made once."""
+        cached = self.__dict__.get("_kernel_args_cache")
+        if cached is None:
+            cached = self.__dict__["_kernel_args_cache"] = (
+                np.ascontiguousarray(np.broadcast_to(self.w_scale, (self.packed.n,)), np.float32),
+                None if self.bias is None else np.ascontiguousarray(self.bias, np.float32))
+        return cached
+
+    def runner(self, shape: tuple):
+        """matmul of float32 inputs of `shape` (..., K) as one function of x
+        (see StaticInt8Core.runner): the batch's range, its quantization, the
+        GEMM and the epilogue (ReLU fused) in one native call; None where the
+        direct call does not apply."""
+        n, k = self.weight_q.shape
+        rows = math.prod(shape[:-1])
+        if not shape or shape[-1] != k or k > EXACT_K or rows == 0 or rows * k * n > INTERRUPTIBLE_MACS:
+            return None
+        w_scale, bias = self._kernel_args()
+        packed, relu, out_shape = self.packed._native, self.relu, (*shape[:-1], n)
+
+        def call(x):
+            lo, hi = float(x.min()), float(x.max())
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ValueError("x: contains NaN or infinity; its quantization range is undefined")
+            out = np.empty(out_shape, np.float32)
+            _qk.dynamic_linear(x, rows, k, min(lo, 0.0), max(hi, 0.0), packed, w_scale, bias, relu, out)
+            return out
+        return call
+
     def matmul(self, x2d):
         x2d = np.ascontiguousarray(x2d)
-        if x2d.dtype == np.float32 and x2d.size and _direct_gemm(x2d, self.weight_q):
-            lo, hi = float(x2d.min()), float(x2d.max())
-            if math.isfinite(lo) and math.isfinite(hi):
-                # qk.dynamic_linear's kernel call without its checks (made once, with this core)
-                if "_kernel_args" not in self.__dict__:
-                    self.__dict__["_kernel_args"] = (
-                        np.ascontiguousarray(np.broadcast_to(self.w_scale, (self.packed.n,)), np.float32),
-                        None if self.bias is None else np.ascontiguousarray(self.bias, np.float32))
-                w_scale, bias = self.__dict__["_kernel_args"]
-                out = np.empty((x2d.shape[0], self.weight_q.shape[0]), np.float32)
-                _qk.dynamic_linear(x2d, x2d.shape[0], x2d.shape[1], min(lo, 0.0), max(hi, 0.0), self.packed._native,
-                                   w_scale, bias, out)
-                return _relu(out, self.relu)
+        if x2d.dtype == np.float32 and _direct_gemm(x2d, self.weight_q):
+            call = self.runner(x2d.shape)
+            if call is not None:
+                return call(x2d)
         return _relu(qk.dynamic_linear(x2d, self.packed, self.w_scale, self.bias), self.relu)
 
     def arrays(self):

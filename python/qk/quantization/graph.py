@@ -381,7 +381,8 @@ def _run_linear(attrs, x):
     """A QuantizedLinear: float in, float out; or, in an integer chain, the
     uint8 output of a chained producer in ("in_u8") and the uint8 input of
     its chained readers out ("out_u8", requantized in the epilogue). Static
-    uint8 layers run on one runner per input shape (StaticInt8Core.runner)."""
+    uint8 and dynamic INT8 layers run on one runner per input shape (their
+    core's `runner`)."""
     xd = graph_ops.data_of(x)
     runs = attrs.get("_runs")
     if runs is None:
@@ -400,7 +401,7 @@ def _linear_runner(attrs, shape, dtype):
         if call is None:
             raise ValueError(f"input: a chained quantized Linear cannot take an input of shape {shape}")
         return call if out_u8 is not None else lambda x: _float_clip(attrs, Tensor(call(x)))
-    call = core.runner(shape) if isinstance(core, StaticInt8Core) and dtype == np.float32 else None
+    call = core.runner(shape) if isinstance(core, (StaticInt8Core, DynamicInt8Core)) and dtype == np.float32 else None
     if call is not None:
         return lambda x: _float_clip(attrs, Tensor(call(x if x.flags.c_contiguous and x.flags.aligned else
                                                         np.array(x, order="C"))))
