@@ -425,6 +425,26 @@ def test_activation_matmuls_quantize_on_request(minilm_setup, tmp_path):
     assert mlp.quant_plan == qk.ptq.prepare(nn.models.digits_mlp()).quant_plan
 
 
+@pytest.mark.parametrize("shapes", [((1, 1, 1), (1, 1, 1)), ((2, 3, 5, 7), (2, 3, 7, 4)), ((4, 17, 33), (33, 9)),
+                                    ((3, 1, 16, 64), (1, 2, 64, 16)), ((2, 0, 8), (2, 8, 3)), ((5, 130, 70), (5, 70, 19))],
+                         ids=["1x1", "4d", "broadcast-b", "broadcast-both", "empty", "tiles"])
+def test_a_quantized_activation_matmul_is_exact(shapes, isa):
+    """QuantizedMatMul on the native batched GEMM equals the reference
+    formulation: both operands quantized, exact integer products, x sa * sb."""
+    from qk.graph import ops as graph_ops
+
+    rng = np.random.default_rng(len(shapes[0]) * 10 + shapes[0][-1])
+    a = (3 * rng.standard_normal(shapes[0])).astype(np.float32)
+    b = rng.standard_normal(shapes[1]).astype(np.float32)
+    sa, za, sb = 0.05, 37, 0.02
+    got = graph_ops.data_of(graph_ops.get("QuantizedMatMul").run({"a_qparams": (sa, za), "b_scale": sb}, a, b))
+    aq = qk.quantize(a, sa, za, dtype=np.uint8).astype(np.int64) - za
+    bq = qk.quantize(b, sb, 0, dtype=np.int8).astype(np.int64)
+    want = np.matmul(aq, bq).astype(np.float32) * (np.float32(sa) * np.float32(sb))
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
 @pytest.mark.parametrize("options", [dict(rounding="gptq"), dict(bias_correction=True)], ids=["gptq", "bias-corr"])
 def test_gptq_and_bias_correction_on_graphs_match_the_qk_nn_path(name, options):

@@ -152,6 +152,19 @@ void bind_gemm(py::module_& m) {
       },
       py::arg("x"), py::arg("m"), py::arg("k"), py::arg("lo"), py::arg("hi"), py::arg("w"), py::arg("w_scale"),
       py::arg("bias"), py::arg("relu"), py::arg("out"));
+
+  m.def(
+      "batched_matmul",
+      [](const py::array& a, const py::array& b, size_t batch, size_t m_rows, size_t k, size_t n,
+         int32_t a_zero_point, float scale, py::array& out) {
+        const auto* ap = input_data<uint8_t>(a, "a", product(product(batch, m_rows, "a"), k, "a"));
+        const auto* bp = input_data<int8_t>(b, "b", product(product(batch, k, "b"), n, "b"));
+        auto* op = output_data<float>(out, "out", product(product(batch, m_rows, "out"), n, "out"));
+        py::gil_scoped_release release;
+        gemm::batched_matmul(ap, bp, batch, m_rows, k, n, a_zero_point, scale, op);
+      },
+      py::arg("a"), py::arg("b"), py::arg("batch"), py::arg("m"), py::arg("k"), py::arg("n"),
+      py::arg("a_zero_point"), py::arg("scale"), py::arg("out"));
 }
 
 }  // namespace qk::bindings

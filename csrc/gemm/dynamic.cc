@@ -1,12 +1,16 @@
-// dynamic_linear: the quantization parameters, the uint8 quantization of x
-// and the GEMM with its float epilogue, without round trips through Python
-// between them (at M = 1 those cost as much as the GEMV itself).
+// GEMMs whose B is an activation, not a packed weight. dynamic_linear: the
+// quantization parameters, the uint8 quantization of x and the GEMM with its
+// float epilogue, without round trips through Python between them (at M = 1
+// those cost as much as the GEMV itself). batched_matmul: a stack of
+// products of two quantized activations (attention's QK^T and PV).
 #include <cmath>
 #include <limits>
 #include <memory>
 #include <vector>
 
 #include "gemm/gemm.h"
+#include "gemm/pack.h"
+#include "parallel/parallel.h"
 #include "quant/quant.h"
 
 namespace qk::gemm {
@@ -47,6 +51,24 @@ bool dynamic_linear(const float* x, size_t m, size_t k, double lo, double hi, co
   ep.relu = relu;
   matmul(x_q.get(), false, m, k, w, ep, out);
   return true;
+}
+
+void batched_matmul(const uint8_t* a, const int8_t* b, size_t batch, size_t m, size_t k, size_t n,
+                    int32_t a_zero_point, float scale, float* out) {
+  const std::vector<float> scales(n, scale);
+  Epilogue ep;
+  ep.kind = Epilogue::kFloat;
+  ep.a_zero_point = a_zero_point;
+  ep.scale = scales.data();
+  // One item per task: each packs its B (K x N, a few KiB) and runs its GEMM;
+  // an item large enough to split splits inside (the caller takes part in
+  // every job, so nested jobs cannot wait on each other).
+  parallel_for(batch, 1, 1, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      const PackedWeight w(b + i * k * n, k, n, selected_layout());
+      matmul(a + i * m * k, false, m, k, w, ep, out + i * m * n);
+    }
+  });
 }
 
 }  // namespace qk::gemm

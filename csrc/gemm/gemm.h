@@ -72,4 +72,11 @@ size_t in_place_stride(size_t k);
 bool dynamic_linear(const float* x, size_t m, size_t k, double lo, double hi, const PackedWeight& w,
                     const float* w_scale, const float* bias, bool relu, float* out);
 
+// `batch` products of uint8 A_i (M x K, zero point a_zero_point) and int8
+// B_i (K x N), stored one after the other: out_i = float(exact (A_i -
+// a_zero_point) B_i) * scale, as the float epilogue computes it. The items
+// are split over the threads; K must stay within the exact int32 range.
+void batched_matmul(const uint8_t* a, const int8_t* b, size_t batch, size_t m, size_t k, size_t n,
+                    int32_t a_zero_point, float scale, float* out);
+
 }  // namespace qk::gemm

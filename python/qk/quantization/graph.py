@@ -884,21 +884,29 @@ def _run_gather(attrs, indices):
 
 
 def _run_activation_matmul(attrs, a, b):
-    """uint8 A x int8 B on the exact int8 GEMM, batch by batch, rescaled to float."""
+    """uint8 A x int8 B, both quantized here, on the exact int8 GEMM: the
+    stack's products in one native call (split over the threads), rescaled
+    to float in the epilogue."""
     ad = np.ascontiguousarray(graph_ops.data_of(a), np.float32)
     bd = np.ascontiguousarray(graph_ops.data_of(b), np.float32)
     (sa, za), sb = attrs["a_qparams"], attrs["b_scale"]
     aq = _quant_ops.quantize(ad, sa, za, dtype=np.uint8)
     bq = _quant_ops.quantize(bd, sb, 0, dtype=np.int8)
     lead = np.broadcast_shapes(aq.shape[:-2], bq.shape[:-2])
-    aq = np.broadcast_to(aq, lead + aq.shape[-2:]).reshape((-1,) + aq.shape[-2:])
-    bq = np.broadcast_to(bq, lead + bq.shape[-2:]).reshape((-1,) + bq.shape[-2:])
-    out = np.empty((aq.shape[0], aq.shape[1], bq.shape[2]), np.float32)
+    items = int(np.prod(lead, dtype=np.int64))
+    aq = np.ascontiguousarray(np.broadcast_to(aq, lead + aq.shape[-2:]).reshape((items,) + aq.shape[-2:]))
+    bq = np.ascontiguousarray(np.broadcast_to(bq, lead + bq.shape[-2:]).reshape((items,) + bq.shape[-2:]))
+    (batch, m, k), n = aq.shape, bq.shape[2]
+    if bq.shape[1] != k:
+        raise ValueError(f"inputs: MatMul of shapes {ad.shape} and {bd.shape}: the inner dimensions differ")
+    out = np.empty((batch, m, n), np.float32)
     scale = np.float32(sa) * np.float32(sb)
-    for i in range(aq.shape[0]):
-        acc = _gemm_ops.int8_matmul(np.ascontiguousarray(aq[i]), np.ascontiguousarray(bq[i]))
-        colsum = bq[i].astype(np.int32).sum(axis=0)
-        out[i] = (acc - np.int32(za) * colsum).astype(np.float32) * scale
+    if k <= _gemm_ops.EXACT_K and out.size:
+        _qk.batched_matmul(aq, bq, batch, m, k, n, int(za), float(scale), out)
+    else:  # rows beyond the exact int32 range: the public GEMM's chunked sums, item by item
+        for i in range(batch):
+            acc = _gemm_ops.int8_matmul(aq[i], bq[i])
+            out[i] = (acc - np.int32(za) * bq[i].astype(np.int32).sum(axis=0)).astype(np.float32) * scale
     return Tensor(out.reshape(lead + out.shape[1:]))
 
 
