@@ -13,7 +13,7 @@ namespace qk::float_ops {
 struct FloatOpsKernels {
   // y = x * Phi(x), the exact (erf) GELU, elementwise over n values.
   void (*gelu)(const float* x, float* y, size_t n);
-  // Each of `rows` rows of `cols` values: y = exp(z - max) / sum, z = x, or
+  // Each of `rows` rows of `cols` values: y = exp(z - max) * (1 / sum), z = x, or
   // x + the `cols` values at mask + mask_rows[row] when mask is not null;
   // NaN results become 0 when nan_to_zero.
   void (*softmax)(const float* x, const float* mask, const int64_t* mask_rows, bool nan_to_zero, float* y,

@@ -27,7 +27,7 @@ def gelu(x: np.ndarray) -> np.ndarray:
 
 
 def softmax(x: np.ndarray, axis: int = -1, mask: np.ndarray | None = None, nan_to_zero: bool = False) -> np.ndarray:
-    """exp(z - max) / sum along `axis` of z = x, or z = x + mask (a float32
+    """exp(z - max) * (1 / sum) along `axis` of z = x, or z = x + mask (a float32
     array that broadcasts to x's shape, added in the same pass), for a
     float32 x. NaN where NumPy's formula gives NaN (a row of -inf, a NaN or
     +inf in the row), or 0 there when `nan_to_zero`."""
