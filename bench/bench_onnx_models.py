@@ -97,24 +97,27 @@ def _minilm_feeds(batch, seq):
     return feeds
 
 
-MINILM_INT8_IMPLS = ["qk int8 dynamic", "qk int8 static", "onnxruntime int8 dynamic"]
+MINILM_INT8_IMPLS = ["qk int8 dynamic", "qk int8 static", "qk int8 static + int8 attention", "onnxruntime int8 dynamic"]
 
 
 @pytest.fixture(scope="module")
 def minilm_int8(minilm, tmp_path_factory):
     """qk's dynamic and static INT8 MiniLM (static: calibrated on padded batches of
-    real sentences) and ORT's quantize_dynamic (per-channel int8) of the same file."""
+    real sentences; "+ int8 attention": its QK^T and PV MatMuls too,
+    activation_matmul=True) and ORT's quantize_dynamic (per-channel int8) of the same file."""
     ort_q = pytest.importorskip("onnxruntime.quantization")
     _, proto, tok, path = minilm
     fp = qk.onnx.load(proto)
     calib = [onnx_zoo.token_feeds(tok, onnx_zoo.ENGLISH[i:i + 8]) for i in range(0, 32, 8)]
     static = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp), calib, progress=False))
+    attention = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp, activation_matmul=True), calib, progress=False))
     out = tmp_path_factory.mktemp("minilm_int8") / "dynamic.onnx"
     ort_q.quantize_dynamic(path, str(out), per_channel=True, weight_type=ort_q.QuantType.QInt8)
     import onnx
 
     sess = ort_session(onnx.load(str(out)))
     return {"qk int8 dynamic": qk.ptq.quantize_dynamic(fp).run, "qk int8 static": static.run,
+            "qk int8 static + int8 attention": attention.run,
             "onnxruntime int8 dynamic": lambda feeds: sess.run(None, feeds)}
 
 

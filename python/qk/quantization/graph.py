@@ -883,15 +883,27 @@ def _run_gather(attrs, indices):
     return Tensor(attrs["table_q"][idx].astype(np.float32) * scale)
 
 
+def _quantized_in_place_order(x: np.ndarray, scale, zero_point, dtype) -> np.ndarray:
+    """quantize(x) for a float32 x that may be a transposed view (attention's
+    heads, K^T): quantized in its memory order, the result viewed back, so
+    only the 1-byte values get reordered, not the float ones (a float copy
+    of K^T cost as much as the products)."""
+    if not x.flags.c_contiguous and x.dtype == np.float32:
+        order = np.argsort([-s for s in x.strides], kind="stable")
+        stored = x.transpose(order)
+        if stored.flags.c_contiguous:
+            return _quant_ops.quantize(stored, scale, zero_point, dtype=dtype).transpose(np.argsort(order))
+    return _quant_ops.quantize(np.ascontiguousarray(x, np.float32), scale, zero_point, dtype=dtype)
+
+
 def _run_activation_matmul(attrs, a, b):
     """uint8 A x int8 B, both quantized here, on the exact int8 GEMM: the
     stack's products in one native call (split over the threads), rescaled
     to float in the epilogue."""
-    ad = np.ascontiguousarray(graph_ops.data_of(a), np.float32)
-    bd = np.ascontiguousarray(graph_ops.data_of(b), np.float32)
+    ad, bd = graph_ops.data_of(a), graph_ops.data_of(b)
     (sa, za), sb = attrs["a_qparams"], attrs["b_scale"]
-    aq = _quant_ops.quantize(ad, sa, za, dtype=np.uint8)
-    bq = _quant_ops.quantize(bd, sb, 0, dtype=np.int8)
+    aq = _quantized_in_place_order(ad, sa, za, np.uint8)
+    bq = _quantized_in_place_order(bd, sb, 0, np.int8)
     lead = np.broadcast_shapes(aq.shape[:-2], bq.shape[:-2])
     items = int(np.prod(lead, dtype=np.int64))
     aq = np.ascontiguousarray(np.broadcast_to(aq, lead + aq.shape[-2:]).reshape((items,) + aq.shape[-2:]))
