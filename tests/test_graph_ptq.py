@@ -445,6 +445,22 @@ def test_a_quantized_activation_matmul_is_exact(shapes, isa):
     np.testing.assert_array_equal(got, want)
 
 
+def test_a_quantized_activation_matmul_reads_transposed_views(isa):
+    """Attention's operands are views: the heads of Q (8, 128, 12, 32) ->
+    (8, 12, 128, 32) and K^T (-> (8, 12, 32, 128)); the same products as on copies."""
+    from qk.graph import ops as graph_ops
+
+    rng = np.random.default_rng(9)
+    q = rng.standard_normal((2, 9, 3, 5)).astype(np.float32).transpose(0, 2, 1, 3)
+    k = rng.standard_normal((2, 9, 3, 5)).astype(np.float32).transpose(0, 2, 3, 1)
+    run = graph_ops.get("QuantizedMatMul").run
+    attrs = {"a_qparams": (0.03, 120), "b_scale": 0.02}
+    got = graph_ops.data_of(run(attrs, q, k))
+    want = graph_ops.data_of(run(attrs, np.ascontiguousarray(q), np.ascontiguousarray(k)))
+    np.testing.assert_array_equal(got, want)
+    assert got.shape == (2, 3, 9, 9)
+
+
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
 @pytest.mark.parametrize("options", [dict(rounding="gptq"), dict(bias_correction=True)], ids=["gptq", "bias-corr"])
 def test_gptq_and_bias_correction_on_graphs_match_the_qk_nn_path(name, options):
