@@ -113,6 +113,33 @@ def test_quantize_with_smooth_quant(tmp_path, capsys):
         assert e.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_quantize_activation_matmuls(tmp_path, capsys):
+    """--activation-matmul quantizes x @ (x W)^T too (static only), and ORT runs the file alike."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Transpose", ["h"], ["ht"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["x", "ht"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          initializer=[numpy_helper.from_array(rng.standard_normal((6, 6)).astype(np.float32), "w")])
+    path = tmp_path / "a.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    x = rng.standard_normal((16, 5, 6)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x)
+    out = tmp_path / "a.int8.onnx"
+    base = ["quantize", str(path), "-o", str(out), "--calib", str(tmp_path / "calib.npz")]
+    assert main(base + ["--activation-matmul"]) == 0
+    assert "2 layers quantized (static INT8, activation MatMuls too)" in capsys.readouterr().out
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = ort_quantized_session(out).run(None, {"x": x})[0]
+    assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--activation-matmul", "--method", "dynamic"])
+    assert e.value.code == 2 and "--activation-matmul: for --method static" in capsys.readouterr().err
+
+
 def test_quantize_within_an_accuracy_budget(tmp_path, capsys):
     path = _cnn(tmp_path / "m.onnx")
     rng = np.random.default_rng(2)
