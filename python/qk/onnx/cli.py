@@ -44,7 +44,7 @@ def add_parsers(sub) -> None:
                         "transformer encoders")
     q.add_argument("--activation-matmul", action="store_true",
                    help="static: also quantize MatMuls of two activations (attention's QK^T and PV); on the "
-                        "MiniLM encoder 10-17%% faster, min cosine to FP32 within 0.002")
+                        "MiniLM encoder 8-17%% less time, min cosine to FP32 within 0.002")
     q.add_argument("--batch-size", type=int, default=16, metavar="N", help="calibration batch size (default 16)")
     q.add_argument("--max-drop", type=float, metavar="X",
                    help="keep the most sensitive layers in float until the top-1 drop on --eval is at most X "
