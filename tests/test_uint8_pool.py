@@ -17,7 +17,7 @@ CASES = [dict(kernel_shape=k, strides=s, dilations=d, pads=p, ceil_mode=c)
          if p[0] < k[0] and p[2] < k[0] and p[1] < k[1] and p[3] < k[1]]
 
 
-@pytest.mark.parametrize("attrs", CASES[::3] + CASES[1::7], ids=lambda a: "-".join(str(v) for v in a.values()))
+@pytest.mark.parametrize("attrs", CASES, ids=lambda a: "-".join(str(v) for v in a.values()))
 @pytest.mark.parametrize("shape", [(1, 5, 7, 3), (2, 9, 8, 17), (1, 16, 16, 64)], ids=str)
 def test_uint8_max_pool_matches_the_float_pool(attrs, shape, threads):
     rng = np.random.default_rng(hash(shape) % 1000)

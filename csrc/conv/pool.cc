@@ -7,21 +7,26 @@
 namespace qk::conv {
 namespace {
 
-// Tap (i, j) of output (oy, ox): the input pixel, or false where it is padding.
-bool tap(const PoolShape& s, size_t oy, size_t ox, size_t i, size_t j, size_t* y, size_t* x) {
-  const size_t py = oy * s.stride_h + i * s.dilation_h, px = ox * s.stride_w + j * s.dilation_w;
-  if (py < s.pad_top || px < s.pad_left) return false;
-  *y = py - s.pad_top;
-  *x = px - s.pad_left;
-  return *y < s.height && *x < s.width;
-}
-
 void max_row(const uint8_t* __restrict src, size_t c, uint8_t* __restrict acc) {
   for (size_t k = 0; k < c; ++k) acc[k] = src[k] > acc[k] ? src[k] : acc[k];
 }
 
+// The outputs [first, last) of a row whose tap at column offset `off`
+// (j * dilation) lands inside the image: pad_left <= ox * stride + off <
+// pad_left + width.
+void tap_range(const PoolShape& s, size_t off, size_t* first, size_t* last) {
+  const size_t sw = s.stride_w, limit = s.width + s.pad_left;
+  *first = off >= s.pad_left ? 0 : (s.pad_left - off + sw - 1) / sw;
+  *last = off >= limit ? 0 : (limit - off + sw - 1) / sw;
+  if (*last > s.out_w) *last = s.out_w;
+}
+
 }  // namespace
 
+// Per output row, tap by tap over the outputs it reaches (the tap's bounds
+// worked out once per row and tap, not per pixel: at 16 channels that was
+// most of the time), each output starting at 0, the identity of uint8 max
+// (every window holds a real value, so padding never wins).
 void max_pool_u8(const uint8_t* x, const PoolShape& s, uint8_t* out) {
   const size_t c = s.channels, rows = s.batch * s.out_h;
   const size_t work = s.out_w * c * s.kernel_h * s.kernel_w;
@@ -29,15 +34,19 @@ void max_pool_u8(const uint8_t* x, const PoolShape& s, uint8_t* out) {
                [&](size_t begin, size_t end) {
                  for (size_t r = begin; r < end; ++r) {
                    const size_t b = r / s.out_h, oy = r % s.out_h;
-                   const uint8_t* image = x + b * s.height * s.width * c;
-                   for (size_t ox = 0; ox < s.out_w; ++ox) {
-                     uint8_t* acc = out + (r * s.out_w + ox) * c;
-                     std::memset(acc, 0, c);
-                     for (size_t i = 0; i < s.kernel_h; ++i)
-                       for (size_t j = 0; j < s.kernel_w; ++j) {
-                         size_t y, xx;
-                         if (tap(s, oy, ox, i, j, &y, &xx)) max_row(image + (y * s.width + xx) * c, c, acc);
-                       }
+                   uint8_t* row_out = out + r * s.out_w * c;
+                   std::memset(row_out, 0, s.out_w * c);
+                   for (size_t i = 0; i < s.kernel_h; ++i) {
+                     const size_t py = oy * s.stride_h + i * s.dilation_h;
+                     if (py < s.pad_top || py - s.pad_top >= s.height) continue;
+                     const uint8_t* in_row = x + (b * s.height + (py - s.pad_top)) * s.width * c;
+                     for (size_t j = 0; j < s.kernel_w; ++j) {
+                       const size_t off = j * s.dilation_w;
+                       size_t first, last;
+                       tap_range(s, off, &first, &last);
+                       for (size_t ox = first; ox < last; ++ox)
+                         max_row(in_row + (ox * s.stride_w + off - s.pad_left) * c, c, row_out + ox * c);
+                     }
                    }
                  }
                });

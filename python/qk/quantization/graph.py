@@ -687,10 +687,16 @@ def _run_max_pool_nhwc(attrs, x):
     kernel: a window's max over its real taps (padding cannot win: every
     window holds a real value, and uint8 values are >= 0)."""
     xd = np.ascontiguousarray(graph_ops.data_of(x))
-    n, h, w, c = xd.shape
-    (kh, kw), strides, dil, pads, _, (oh, ow) = _pool_geometry(attrs, (n, c, h, w))
-    out = np.empty((n, oh, ow, c), np.uint8)
-    _qk.max_pool_u8(xd, (n, h, w, c, kh, kw, *strides, *dil, pads[0], pads[1], oh, ow), out)
+    cache = attrs.get("_geometry")
+    if cache is None:
+        cache = attrs["_geometry"] = {}
+    call = cache.get(xd.shape)
+    if call is None:  # worked out once per input shape (a few microseconds of Python per call at batch 1)
+        n, h, w, c = xd.shape
+        (kh, kw), strides, dil, pads, _, (oh, ow) = _pool_geometry(attrs, (n, c, h, w))
+        call = cache[xd.shape] = ((n, oh, ow, c), (n, h, w, c, kh, kw, *strides, *dil, pads[0], pads[1], oh, ow))
+    out = np.empty(call[0], np.uint8)
+    _qk.max_pool_u8(xd, call[1], out)
     return out
 
 
@@ -756,7 +762,7 @@ def without_chains(model: GraphModule) -> GraphModule:
     for node in list(g.nodes):
         if node.op_type in ("QuantizedMaxPool", "QuantizedFlatten"):
             g.replace([node], [Node(node.op_type[len("Quantized"):], list(node.inputs), list(node.outputs),
-                                    dict(node.attrs), node.name)])
+                                    {k: v for k, v in node.attrs.items() if not k.startswith("_")}, node.name)])
             continue
         for key in ("out_nhwc", "in_nhwc", "out_u8", "in_u8", "_native", "_native_runs", "_runs"):
             node.attrs.pop(key, None)
