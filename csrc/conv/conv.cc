@@ -134,7 +134,8 @@ void depthwise_rows(const uint8_t* x, const Shape& s, const int16_t* taps, const
   const size_t work = ow * c * s.kernel_h * s.kernel_w;
   parallel_for(rows, work >= (size_t(1) << 16) ? 1 : (size_t(1) << 16) / (work ? work : 1), 1,
                [&](size_t begin, size_t end) {
-                 std::vector<int32_t> sums(ow * c);
+                 // Room past the last row for the epilogue's whole-vector reads.
+                 std::vector<int32_t> sums(ow * c + gemm::kEpilogueColumnAlign);
                  std::vector<const uint8_t*> in_rows(s.kernel_h), tap_pixels(s.kernel_h * s.kernel_w);
                  const std::vector<uint8_t> padding(s.width * c, static_cast<uint8_t>(ep.a_zero_point));
                  // The zero-point correction is already in the sums: no column sums.

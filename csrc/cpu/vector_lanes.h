@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -43,6 +44,33 @@ inline typename Lanes<kLanes>::Bytes low_bytes(typename Lanes<kLanes>::Ints v) {
 #else
   return __builtin_convertvector(__builtin_convertvector(v, typename L::Halves), typename L::Bytes);
 #endif
+}
+
+// The first n < sizeof(V) / sizeof(T) lanes of v to dst: one masked store
+// on AVX-512, else power-of-two pieces of fixed size (a byte loop or a
+// variable-length memcpy cost more than the vector they finish).
+template <class T, class V>
+inline void store_prefix(T* dst, V v, size_t n) {
+#if defined(__AVX512F__)
+  const __mmask16 mask = static_cast<__mmask16>((1u << n) - 1u);
+  if constexpr (sizeof(V) == 64 && sizeof(T) == 4) {
+    _mm512_mask_storeu_epi32(dst, mask, (__m512i)v);
+    return;
+  } else if constexpr (sizeof(V) == 16 && sizeof(T) == 1) {
+    _mm_mask_storeu_epi8(dst, mask, (__m128i)v);
+    return;
+  }
+#endif
+  const char* src = reinterpret_cast<const char*>(&v);
+  char* out = reinterpret_cast<char*>(dst);
+  const size_t bytes = n * sizeof(T);
+  size_t at = 0;
+#pragma GCC unroll 8
+  for (size_t piece = sizeof(V) / 2; piece > 0; piece /= 2)
+    if (bytes & piece) {
+      std::memcpy(out + at, src + at, piece);
+      at += piece;
+    }
 }
 
 // rint (round half to even) of floats below 2^22 in magnitude: one

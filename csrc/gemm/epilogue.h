@@ -27,11 +27,28 @@ inline void prefetch_line(const char* p) {
 #endif
 }
 
+// Columns a block's per-column arrays (and each row of its sums) must hold
+// readable: the epilogue kernels read a row's last, partial vector whole.
+constexpr size_t kEpilogueColumnAlign = 16;
+
+inline size_t padded_columns(size_t n) {
+  return (n + kEpilogueColumnAlign - 1) / kEpilogueColumnAlign * kEpilogueColumnAlign;
+}
+
 inline std::vector<int32_t> column_offsets(const int32_t* colsum, uint32_t correction, size_t n) {
-  std::vector<int32_t> offsets(colsum != nullptr ? n : 0);
-  for (size_t j = 0; j < offsets.size(); ++j)
+  std::vector<int32_t> offsets(colsum != nullptr ? padded_columns(n) : 0);
+  for (size_t j = 0; j < (colsum != nullptr ? n : 0); ++j)
     offsets[j] = static_cast<int32_t>(correction * static_cast<uint32_t>(colsum[j]));
   return offsets;
+}
+
+// The n values of `values` zero-padded to padded_columns(n), or nothing
+// when they need no padding (or are null): see TileWriter::column_array.
+inline std::vector<float> padded_copy(const float* values, size_t n) {
+  if (values == nullptr || n % kEpilogueColumnAlign == 0) return {};
+  std::vector<float> copy(padded_columns(n), 0.0f);
+  std::memcpy(copy.data(), values, n * sizeof(float));
+  return copy;
 }
 
 template <Epilogue::Kind kKind>
@@ -45,6 +62,7 @@ struct TileWriter {
   static constexpr size_t kBytes = kKind == Epilogue::kRequant ? 1 : 4;  // per output element
   // correction * colsum[j] (mod 2^32) per column, once per GEMM; empty without column sums.
   const std::vector<int32_t> offsets = column_offsets(colsum, correction, n);
+  const std::vector<float> scale_copy = padded_copy(ep.scale, n), bias_copy = padded_copy(ep.bias, n);
   const EpilogueKernels& kernels = epilogue_kernels();
   const Requantization requantization{ep.out_scale, static_cast<int32_t>(ep.out_zero_point),
                                       static_cast<int32_t>(ep.qmin), static_cast<int32_t>(ep.qmax)};
@@ -62,8 +80,15 @@ struct TileWriter {
     }
   }
 
+  // A per-column array as the epilogue kernels read it: its padded copy
+  // when it has one (n not a multiple of kEpilogueColumnAlign).
+  static const float* column_array(const float* values, const std::vector<float>& copy) {
+    return copy.empty() ? values : copy.data();
+  }
+
   // Rows [row0, row0 + rows), columns [col0, col0 + cols) of the output from
-  // their int32 sums (row stride ldc): int32 here, float and requantized
+  // their int32 sums (row stride ldc; each row readable up to
+  // padded_columns(cols) values, which the kernels read and discard): int32 here, float and requantized
   // bytes on the epilogue kernels of the selected path.
   void operator()(const int32_t* sums, size_t ldc, size_t rows, size_t row0, size_t col0, size_t cols) const {
     if constexpr (kKind == Epilogue::kInt32) {
@@ -76,7 +101,8 @@ struct TileWriter {
       }
     } else {
       const EpilogueBlock block{sums, ldc, rows, cols, colsum != nullptr ? offsets.data() + col0 : nullptr,
-                                ep.scale + col0, ep.bias != nullptr ? ep.bias + col0 : nullptr, ep.relu,
+                                column_array(ep.scale, scale_copy) + col0,
+                                ep.bias != nullptr ? column_array(ep.bias, bias_copy) + col0 : nullptr, ep.relu,
                                 static_cast<char*>(out) + (row0 * out_stride + col0) * kBytes, out_stride};
       if constexpr (kKind == Epilogue::kFloat)
         kernels.to_float(block);

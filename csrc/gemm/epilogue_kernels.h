@@ -12,7 +12,10 @@
 
 namespace qk::gemm {
 
-// A block of `rows` x `cols` int32 sums (row stride ldc) and where its outputs go.
+// A block of `rows` x `cols` int32 sums (row stride ldc) and where its
+// outputs go. The sums of each row and the per-column arrays are readable
+// up to the next multiple of 16 columns (epilogue.h's padded_columns): a
+// row's last, partial vector is read whole, its extra lanes discarded.
 struct EpilogueBlock {
   const int32_t* sums;
   size_t ldc;
