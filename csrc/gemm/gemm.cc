@@ -182,14 +182,15 @@ void run_tiles(const uint8_t* a, size_t lda, bool a_signed, size_t m, size_t k, 
   size_t mc_max = blk.a_block_bytes / (kp * a_elem + 1) / mr * mr;
   if (mc_max < mr) mc_max = mr;
   size_t m_blocks = (m + mc_max - 1) / mc_max;
-  if (m_blocks >= threads) m_blocks = (m_blocks + threads - 1) / threads * threads;
+  const size_t groups = (b.panels + np - 1) / np;  // column groups of np panels
+  // Too few column groups to share (a thin layer): the rows are shared instead.
+  if (m_blocks >= threads || groups < threads) m_blocks = (m_blocks + threads - 1) / threads * threads;
   // Row tiles spread evenly over the blocks (sizes differ by one tile at most).
   const size_t m_tiles = (m + mr - 1) / mr;
   if (m_blocks > m_tiles) m_blocks = m_tiles;
   auto block_row = [&](size_t mb) { return mb == m_blocks ? m : m_tiles * mb / m_blocks * mr; };
   const size_t mc = m_blocks == 1 ? m : (m_tiles + m_blocks - 1) / m_blocks * mr;  // the largest block
   const size_t mc_tiles = (mc + mr - 1) / mr * mr;  // room for whole tiles (AMX loads and stores 16-row tiles)
-  const size_t groups = (b.panels + np - 1) / np;  // column groups of np panels
   size_t col_parts = m_blocks >= threads ? 1 : threads;
   if (col_parts > groups) col_parts = groups;
   const size_t tasks = m_blocks * col_parts;
