@@ -132,6 +132,45 @@ def test_integer_chains_give_the_unchained_results_bit_for_bit(build, add, isa, 
     assert all(np.isfinite(r["sqnr_db"]) for r in rows)
 
 
+@pytest.mark.parametrize("keepdims", [1, 0])
+def test_a_spatial_reduce_mean_sums_a_chained_value_like_a_global_pool(keepdims, tmp_path):
+    """The ResNet's global pool written as ReduceMean over H and W (axes as an
+    input, keepdims 1 before its Flatten, or 0 in its place): it sums the last
+    uint8 Add's output exactly like GlobalAveragePool, equal to the unchained
+    model bit for bit, and exports as the ReduceMean it was."""
+    import onnx
+    from onnx import helper
+    from qk.quantization.graph import without_chains
+
+    shape = export_seeded_cnn(resnet, tmp_path / "m.onnx")
+    proto = onnx.load(tmp_path / "m.onnx")
+    nodes = list(proto.graph.node)
+    pool = next(i for i, n in enumerate(nodes) if n.op_type == "GlobalAveragePool")
+    mean = helper.make_node("ReduceMean", [nodes[pool].input[0], "mean_axes"],
+                            [nodes[pool].output[0] if keepdims else nodes[pool + 1].output[0]], keepdims=keepdims)
+    assert nodes[pool + 1].op_type == "Flatten"
+    nodes[pool:pool + (1 if keepdims else 2)] = [mean]
+    proto.graph.ClearField("node")
+    proto.graph.node.extend(nodes)
+    proto.graph.initializer.append(onnx.numpy_helper.from_array(np.array([2, 3], np.int64), "mean_axes"))
+    proto = onnx.version_converter.convert_version(proto, 18)
+    onnx.checker.check_model(proto, full_check=True)
+    rng = np.random.default_rng(0)
+    calib = [rng.standard_normal((4,) + shape[1:]).astype(np.float32) for _ in range(4)]
+    qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(qk.onnx.load(proto), layers={"Add": qk.quant.INT8_STATIC}),
+                                         calib, progress=False))
+    assert "ReduceMean" not in qm.graph.op_histogram()
+    assert qm.graph.op_histogram()["QuantizedGlobalAveragePool"] == 1
+    x = rng.standard_normal((3,) + shape[1:]).astype(np.float32)
+    got = qm.run({"x": x})["out"]
+    np.testing.assert_array_equal(got, without_chains(qm).run({"x": x})["out"])
+    qk.onnx.export(qm, tmp_path / "q.onnx")
+    exported = onnx.load(tmp_path / "q.onnx")
+    assert "ReduceMean" in {n.op_type for n in exported.graph.node}
+    theirs = ort_quantized_session(exported).run(None, {"x": x})[0]
+    assert np.abs(theirs - got).max() <= 0.02 * np.abs(theirs).max()
+
+
 def test_integer_chains_run_max_pool_and_flatten_on_uint8(digits_cnn, tmp_path):
     """conv -> relu -> MaxPool -> conv -> relu -> MaxPool -> Flatten -> Gemm: the pools
     and the Flatten run on the chain's uint8 NHWC values, the Gemm reads uint8, exactly."""

@@ -348,7 +348,10 @@ def to_onnx(model: GraphModule):
         elif n.op_type == "QuantizedAdd":
             w.quantized_add(n)
         elif n.op_type == "QuantizedGlobalAveragePool":  # its input is on its grid: the float pool is the same
-            w.node("GlobalAveragePool", n.inputs, n.outputs, name=n.name)
+            if "reduce_mean" in n.attrs:
+                w.node("ReduceMean", n.inputs, n.outputs, name=n.name, **n.attrs["reduce_mean"])
+            else:
+                w.node("GlobalAveragePool", n.inputs, n.outputs, name=n.name)
         else:
             w.float_node(n)
     read = {i for node in w.nodes for i in node.input}

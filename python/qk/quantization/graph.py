@@ -556,12 +556,22 @@ def chain_integer_layers(g: Graph) -> Graph:
             return input_qparams(_conv_cores(node.attrs)[0])
         if node.op_type == "QuantizedAdd" and node.inputs.count(value) == 1:
             return tuple(node.attrs["a_qparams" if node.inputs[0] == value else "b_qparams"])
-        if node.op_type == "GlobalAveragePool":
+        if node.op_type == "GlobalAveragePool" or spatial_mean(node):
             return any_grid
         if node.op_type == "Flatten" and node.attrs.get("axis", 1) == 1:
             found = chain_readers(node.outputs[0], "rows")
             return None if found is None else found[1]
         return None
+
+    def spatial_mean(node):
+        """A ReduceMean over H and W of an NCHW value (axes as an attribute or a
+        constant input): a GlobalAveragePool, with keepdims 0 its (N, C) rows."""
+        if node.op_type != "ReduceMean":
+            return False
+        axes = node.attrs.get("axes")
+        if len(node.inputs) > 1 and node.inputs[1]:
+            axes = g.constants.get(node.inputs[1])
+        return axes is not None and sorted(int(a) % 4 for a in np.ravel(axes)) == [2, 3]
 
     def chain_readers(value, layout, qparams=None):
         """The readers of `value` and their common quantization, if all can take it as uint8
@@ -582,9 +592,11 @@ def chain_integer_layers(g: Graph) -> Graph:
                 flags = list(r.attrs.get("in_nhwc", (False, False)))
                 flags[r.inputs.index(value)] = True
                 r.attrs["in_nhwc"] = tuple(flags)
-            elif r.op_type == "GlobalAveragePool":  # integer sums of the uint8 values
-                g.replace([r], [Node("QuantizedGlobalAveragePool", list(r.inputs), list(r.outputs),
-                                     {"qparams": tuple(qparams), "in_nhwc": True}, r.name)])
+            elif r.op_type in ("GlobalAveragePool", "ReduceMean"):  # integer sums of the uint8 values
+                attrs = {"qparams": tuple(qparams), "in_nhwc": True}
+                if r.op_type == "ReduceMean":  # what export writes back
+                    attrs["reduce_mean"] = dict(r.attrs)
+                g.replace([r], [Node("QuantizedGlobalAveragePool", list(r.inputs), list(r.outputs), attrs, r.name)])
             elif r.op_type == "Flatten":
                 g.replace([r], [Node("QuantizedFlatten", list(r.inputs), list(r.outputs), dict(r.attrs), r.name)])
                 mark(g.consumers(r.outputs[0]), r.outputs[0], qparams)
@@ -735,12 +747,14 @@ def _run_quantized_add(attrs, a, b):
     return Tensor(_quant_ops.dequantize(q, so, zo))
 
 
-def _run_global_average_pool_u8(attrs, x):
+def _run_global_average_pool_u8(attrs, x, axes=None):
     """GlobalAveragePool of uint8 values on the grid (scale, zero point) =
     attrs["qparams"], from exact integer sums: (sum(q) - pixels * zp) *
-    (scale / pixels), in float64, to float32 (N, C, 1, 1). Chained (uint8
-    NHWC) or not (float NCHW values on that grid, quantized back exactly),
-    the same sums and the same result."""
+    (scale / pixels), in float64, to float32 (N, C, 1, 1); (N, C) for a
+    ReduceMean over H and W with keepdims 0 (attrs["reduce_mean"], whose
+    axes input, if any, is `axes`). Chained (uint8 NHWC) or not (float NCHW
+    values on that grid, quantized back exactly), the same sums and the
+    same result."""
     scale, zp = attrs["qparams"]
     xd = graph_ops.data_of(x)
     if attrs.get("in_nhwc"):
@@ -752,7 +766,8 @@ def _run_global_average_pool_u8(attrs, x):
         sums = q.reshape(n, c, h * w).sum(axis=2, dtype=np.int64)
     pixels = h * w
     y = (sums - pixels * int(zp)) * (float(scale) / pixels)
-    return Tensor(y.astype(np.float32).reshape(n, c, 1, 1))
+    keep = attrs.get("reduce_mean", {}).get("keepdims", 1)
+    return Tensor(y.astype(np.float32).reshape((n, c, 1, 1) if keep else (n, c)))
 
 
 def without_chains(model: GraphModule) -> GraphModule:
