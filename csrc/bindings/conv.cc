@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -120,6 +121,17 @@ void bind_conv(py::module_& m) {
         conv::max_pool_u8(xp, s, op);
       },
       py::arg("x"), py::arg("geometry"), py::arg("out"));
+
+  m.def(
+      "channel_sums_u8",
+      [](const py::array& x, size_t batch, size_t pixels, size_t channels, py::array& out) {
+        if (pixels > size_t(INT32_MAX) / 255) throw py::value_error("x: too many pixels for exact int32 sums");
+        const uint8_t* xp = input_data<uint8_t>(x, "x", product(product(batch, pixels, "x"), channels, "x"));
+        int32_t* op = output_data<int32_t>(out, "out", product(batch, channels, "out"));
+        py::gil_scoped_release release;
+        conv::channel_sums_u8(xp, batch, pixels, channels, op);
+      },
+      py::arg("x"), py::arg("batch"), py::arg("pixels"), py::arg("channels"), py::arg("out"));
 
   m.def(
       "int8_conv2d",

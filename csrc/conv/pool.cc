@@ -52,4 +52,18 @@ void max_pool_u8(const uint8_t* x, const PoolShape& s, uint8_t* out) {
                });
 }
 
+// Pixel by pixel, each adding its row of channels to the image's sums (the
+// loop over channels vectorizes; one global pool of a batch-1 ResNet is
+// 4 KiB, so no threads).
+void channel_sums_u8(const uint8_t* x, size_t batch, size_t pixels, size_t channels, int32_t* out) {
+  for (size_t b = 0; b < batch; ++b) {
+    int32_t* __restrict acc = out + b * channels;
+    std::memset(acc, 0, channels * sizeof(int32_t));
+    for (size_t p = 0; p < pixels; ++p) {
+      const uint8_t* __restrict src = x + (b * pixels + p) * channels;
+      for (size_t k = 0; k < channels; ++k) acc[k] += src[k];
+    }
+  }
+}
+
 }  // namespace qk::conv

@@ -21,4 +21,9 @@ struct PoolShape {
 // uint8).
 void max_pool_u8(const uint8_t* x, const PoolShape& s, uint8_t* out);
 
+// out (batch, channels) = each image's channel sums over its `pixels`
+// (x: batch x pixels x channels), exact: the caller keeps 255 * pixels
+// within int32.
+void channel_sums_u8(const uint8_t* x, size_t batch, size_t pixels, size_t channels, int32_t* out);
+
 }  // namespace qk::conv

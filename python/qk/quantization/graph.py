@@ -759,12 +759,14 @@ def _run_global_average_pool_u8(attrs, x, axes=None):
     xd = graph_ops.data_of(x)
     if attrs.get("in_nhwc"):
         n, h, w, c = xd.shape
-        sums = xd.reshape(n, h * w, c).sum(axis=1, dtype=np.int64)
+        q = np.ascontiguousarray(xd)
     else:
         n, c, h, w = xd.shape
         q = _quant_ops.quantize(np.ascontiguousarray(xd, np.float32), scale, zp, dtype=np.uint8)
-        sums = q.reshape(n, c, h * w).sum(axis=2, dtype=np.int64)
+        q = np.ascontiguousarray(q.transpose(0, 2, 3, 1))
     pixels = h * w
+    sums = np.empty((n, c), np.int32)
+    _qk.channel_sums_u8(q, n, pixels, c, sums)
     y = (sums - pixels * int(zp)) * (float(scale) / pixels)
     keep = attrs.get("reduce_mean", {}).get("keepdims", 1)
     return Tensor(y.astype(np.float32).reshape((n, c, 1, 1) if keep else (n, c)))
