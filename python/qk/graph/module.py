@@ -150,29 +150,38 @@ class GraphModule(Module):
             env = self.execute(feeds)
         return {o: np.asarray(graph_ops.data_of(env[o])) for o in wanted}
 
-    def _feeds(self, feeds: dict) -> dict:
+    def _feeds(self, feeds: dict) -> tuple[dict, tuple]:
+        """The checked feeds (float arrays as Tensors) and their signature:
+        (name, shape, dtype) per input, the key of the plan cache. A signature
+        that has a plan passed these checks when the plan was made."""
         names = self._graph.inputs
-        missing = [n for n in names if n not in feeds]
-        extra = [n for n in feeds if n not in names]
-        if missing or extra:
+        if len(feeds) != len(names) or any(n not in feeds for n in names):
+            missing = [n for n in names if n not in feeds]
+            extra = [n for n in feeds if n not in names]
             raise ValueError(f"feeds: the model's inputs are {names}; missing {missing}, unexpected {extra}")
+        given = [(name, feeds[name]) for name in names]
+        given = [(name, x, x.data if isinstance(x, Tensor) else np.asarray(x)) for name, x in given]
+        signature = tuple((name, arr.shape, arr.dtype.str) for name, _, arr in given)
+        checked = signature in self._plans
         out = {}
-        for name in names:
-            x = feeds[name]
-            arr = x.data if isinstance(x, Tensor) else np.asarray(x)
-            v = self._graph.values[name]
-            if v.dtype is not None and arr.dtype != v.dtype:
-                raise TypeError(f"feeds[{name!r}]: expected dtype {v.dtype}, got {arr.dtype}")
-            if v.shape is not None:
-                if arr.ndim != len(v.shape) or any(d is not None and d != s for d, s in zip(v.shape, arr.shape)):
-                    want = "(" + ", ".join("?" if d is None else str(d) for d in v.shape) + ")"
-                    raise ValueError(f"feeds[{name!r}]: expected shape {want}, got {arr.shape}")
+        for name, x, arr in given:
+            if not checked:
+                self._check_feed(name, arr)
             if isinstance(x, Tensor):
                 out[name] = x
             else:
                 # float32/64 carry gradients; other types (ints, bools, float16) run in NumPy
-                out[name] = Tensor(arr) if arr.dtype in (np.float32, np.float64) else arr
-        return out
+                out[name] = Tensor(arr) if arr.dtype.char in "fd" else arr
+        return out, signature
+
+    def _check_feed(self, name: str, arr: np.ndarray) -> None:
+        v = self._graph.values[name]
+        if v.dtype is not None and arr.dtype != v.dtype:
+            raise TypeError(f"feeds[{name!r}]: expected dtype {v.dtype}, got {arr.dtype}")
+        if v.shape is not None:
+            if arr.ndim != len(v.shape) or any(d is not None and d != s for d, s in zip(v.shape, arr.shape)):
+                want = "(" + ", ".join("?" if d is None else str(d) for d in v.shape) + ")"
+                raise ValueError(f"feeds[{name!r}]: expected shape {want}, got {arr.shape}")
 
     def execute(self, feeds: dict, run=None) -> dict:
         """Runs the graph; returns the environment {value name: Tensor or ndarray}.
@@ -185,15 +194,15 @@ class GraphModule(Module):
     def _execute(self, feeds: dict, run) -> dict:
         default_run = run is None
         run = run or run_node
-        feeds = self._feeds(feeds)
+        feeds, signature = self._feeds(feeds)
         g = self._graph
-        signature = tuple((n, np.shape(graph_ops.data_of(v)), graph_ops.data_of(v).dtype.str)
-                          for n, v in feeds.items())
-        env = {name: self._params.get(name, arr) for name, arr in g.constants.items()}
+        params = self._params
+        env = {name: params.get(name, arr) for name, arr in g.constants.items()} if g.constants else {}
         env.update(feeds)
         plan = self._plans.get(signature)
         if plan is not None:
-            self._plans.move_to_end(signature)
+            if len(self._plans) > 1:
+                self._plans.move_to_end(signature)
             env.update(plan.static_values)
             if default_run:
                 plan.run(env)
