@@ -96,5 +96,39 @@ inline typename Lanes<kLanes>::Floats round_even(typename Lanes<kLanes>::Floats 
   return (t + kMagic) - kMagic;
 }
 
+// rint(t) as int32 lanes, for floats below 2^22 in magnitude: one
+// conversion with round-to-nearest-even in the instruction on AVX-512, else
+// round_even and an (exact) truncating conversion.
+template <size_t kLanes>
+inline typename Lanes<kLanes>::Ints round_to_ints(typename Lanes<kLanes>::Floats t) {
+  using Ints = typename Lanes<kLanes>::Ints;
+#if defined(__AVX512F__)
+  if constexpr (kLanes == 16)
+    return (Ints)_mm512_cvt_roundps_epi32((__m512)t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#endif
+  return __builtin_convertvector(round_even<kLanes>(t), Ints);
+}
+
+// t clamped to [lo, hi], NaN to lo, up to the sign of a zero (which no
+// integer conversion after it sees): (t >= lo ? t : lo), then (t <= hi ? t :
+// hi), as one max and one min where the ISA's return the bound for NaN
+// (x86's maxps / minps with the bound second), else as those selects.
+template <size_t kLanes>
+inline typename Lanes<kLanes>::Floats clamp_lanes(typename Lanes<kLanes>::Floats t, float lo, float hi) {
+  using Floats = typename Lanes<kLanes>::Floats;
+  const Floats vlo = Floats{} + lo, vhi = Floats{} + hi;
+#if defined(__AVX512F__)
+  if constexpr (kLanes == 16) return (Floats)_mm512_min_ps(_mm512_max_ps((__m512)t, (__m512)vlo), (__m512)vhi);
+#endif
+#if defined(__AVX__)
+  if constexpr (kLanes == 8) return (Floats)_mm256_min_ps(_mm256_max_ps((__m256)t, (__m256)vlo), (__m256)vhi);
+#endif
+#if defined(__SSE2__)
+  if constexpr (kLanes == 4) return (Floats)_mm_min_ps(_mm_max_ps((__m128)t, (__m128)vlo), (__m128)vhi);
+#endif
+  t = t >= vlo ? t : vlo;
+  return t <= vhi ? t : vhi;
+}
+
 }  // namespace
 }  // namespace qk
