@@ -5,7 +5,7 @@ it was exported from), side by side at the pinned thread count. FP32 has no
 target: these rows say where qk's graph executor stands before quantization.
 The MiniLM INT8 rows put qk's dynamic and static models beside ORT's
 quantize_dynamic of the same file. The static INT8 rows (64 x 64 images) put qk's converted model (with the
-residual Adds in float, and quantized to uint8 on request) beside qk's FP32
+residual Adds and the global pool in float, and quantized to uint8 on request) beside qk's FP32
 model and ONNX Runtime's FP32 and own static QDQ models of the same net.
 """
 
@@ -133,7 +133,7 @@ def test_quantized_minilm(measure, benchmark, minilm_int8, impl):
 
 # --- static INT8 on 64 x 64 images -------------------------------------------------------------------
 
-INT8_IMPLS = ["qk int8", "qk int8 uint8-add", "qk fp32", "onnxruntime int8", "onnxruntime fp32"]
+INT8_IMPLS = ["qk int8", "qk int8 uint8 add+pool", "qk fp32", "onnxruntime int8", "onnxruntime fp32"]
 
 
 @pytest.fixture(scope="module", params=["resnet", "mobilenet"])
@@ -153,9 +153,11 @@ def cnn_int8(request, tmp_path_factory):
     calib = np.random.default_rng(1).standard_normal((32, 3, 64, 64)).astype(np.float32)
     fp = qk.onnx.load(proto)
     qm = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp), calib, progress=False))
-    # the residual Adds quantized too (uint8, inside the integer chains), as ORT's quantizer does by default
-    qm_add = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp, layers={"Add": qk.quant.INT8_STATIC}), calib,
-                                             progress=False))
+    # the residual Adds and the global pool quantized too (uint8, inside the integer chains), as ORT's
+    # quantizer does with the Adds by default
+    pool = "GlobalAveragePool" if "GlobalAveragePool" in fp.graph.op_histogram() else "ReduceMean"
+    layers = {"Add": qk.quant.INT8_STATIC, pool: qk.quant.INT8_STATIC}
+    qm_add = qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(fp, layers=layers), calib, progress=False))
 
     class Reader(ort_q.CalibrationDataReader):
         def __init__(self):
@@ -172,7 +174,7 @@ def cnn_int8(request, tmp_path_factory):
     ort_int8, ort_fp32 = ort_session(onnx.load(str(out))), ort_session(proto)
     return request.param, {
         "qk int8": lambda feeds: lambda: qm.run(feeds),
-        "qk int8 uint8-add": lambda feeds: lambda: qm_add.run(feeds),
+        "qk int8 uint8 add+pool": lambda feeds: lambda: qm_add.run(feeds),
         "qk fp32": lambda feeds: lambda: fp.run(feeds),
         "onnxruntime int8": lambda feeds: lambda: ort_int8.run(None, feeds),
         "onnxruntime fp32": lambda feeds: lambda: ort_fp32.run(None, feeds),

@@ -132,6 +132,43 @@ def test_integer_chains_give_the_unchained_results_bit_for_bit(build, add, isa, 
     assert all(np.isfinite(r["sqnr_db"]) for r in rows)
 
 
+@pytest.mark.parametrize("build", [resnet, mobilenet], ids=["resnet", "mobilenet"])
+def test_a_global_pool_quantized_on_request_joins_the_chain(build, tmp_path):
+    """layers={"GlobalAveragePool" or "ReduceMean": INT8_STATIC} observes the
+    pool's input: the layer before it requantizes to that grid and the pool
+    sums uint8 (MobileNet's last conv then writes no float NCHW output). The
+    unchained model gives the same numbers, save/load and QAT's convert the
+    same model, the export (QDQ before the float pool) what ORT computes."""
+    from qk.quantization.graph import without_chains
+
+    shape = export_seeded_cnn(build, tmp_path / "m.onnx")
+    fp = qk.onnx.load(tmp_path / "m.onnx")
+    pool = "GlobalAveragePool" if build is resnet else "ReduceMean"
+    assert pool in fp.graph.op_histogram()
+    rng = np.random.default_rng(0)
+    calib = [rng.standard_normal((4,) + shape[1:]).astype(np.float32) for _ in range(4)]
+    layers = {"Add": qk.quant.INT8_STATIC, pool: qk.quant.INT8_STATIC}
+    prepared = qk.ptq.calibrate(qk.ptq.prepare(fp, layers=layers), calib, progress=False)
+    qm = qk.ptq.convert(prepared)
+    hist = qm.graph.op_histogram()
+    assert pool not in hist and hist["QuantizedGlobalAveragePool"] == 1
+    node = next(n for n in qm.graph.nodes if n.op_type == "QuantizedGlobalAveragePool")
+    assert node.attrs["in_nhwc"] and "out_nhwc" in qm.graph.producer(node.inputs[0]).attrs
+    x = rng.standard_normal((3,) + shape[1:]).astype(np.float32)
+    got = qm.run({"x": x})["out"]
+    np.testing.assert_array_equal(got, without_chains(qm).run({"x": x})["out"])
+    want = fp.run({"x": x})["out"]
+    assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
+    qk.ptq.save(qm, tmp_path / "q.npz")
+    np.testing.assert_array_equal(qk.ptq.load(tmp_path / "q.npz").run({"x": x})["out"], got)
+    np.testing.assert_array_equal(qk.qat.convert(qk.qat.from_ptq(prepared)).run({"x": x})["out"], got)
+    qk.onnx.export(qm, tmp_path / "q.onnx")
+    theirs = ort_quantized_session(tmp_path / "q.onnx").run(None, {"x": x})[0]
+    assert np.abs(theirs - got).max() <= 0.02 * np.abs(theirs).max()
+    with pytest.raises(ValueError, match=f"a quantized {pool} needs a static QConfig"):
+        qk.ptq.prepare(fp, layers={pool: qk.quant.INT8_DYNAMIC})
+
+
 @pytest.mark.parametrize("keepdims", [1, 0])
 def test_a_spatial_reduce_mean_sums_a_chained_value_like_a_global_pool(keepdims, tmp_path):
     """The ResNet's global pool written as ReduceMean over H and W (axes as an

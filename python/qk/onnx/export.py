@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from ..graph import GraphModule
+from ..graph import GraphModule, Node
 from ..ptq.layers import DynamicInt8Core, FP16Core, WeightOnlyCore
 from .importer import _onnx
 
@@ -249,6 +249,16 @@ class _Writer:
             y = r
         self.qdq(y, a["out_qparams"][0], np.uint8(a["out_qparams"][1]), f"{n.name}.out", out=n.outputs[0])
 
+    def quantized_global_pool(self, n):
+        """The float pool (GlobalAveragePool, or the ReduceMean it was) of its input on its grid."""
+        scale, zp = n.attrs["qparams"]
+        x = self.qdq(n.inputs[0], scale, np.uint8(zp), f"{n.name}.x")
+        if n.attrs.get("source_op") == "ReduceMean":
+            kept = {k: n.attrs[k] for k in ("keepdims", "axes") if k in n.attrs}
+            self.float_node(Node("ReduceMean", [x, *n.inputs[1:]], list(n.outputs), kept, n.name))
+        else:
+            self.node("GlobalAveragePool", [x], n.outputs, name=n.name)
+
     def quantized_gather(self, n):
         a = n.attrs
         table = self.dq_weight(a["table_q"], a["scale"], 0, n.name)
@@ -347,11 +357,8 @@ def to_onnx(model: GraphModule):
             w.quantized_matmul(n)
         elif n.op_type == "QuantizedAdd":
             w.quantized_add(n)
-        elif n.op_type == "QuantizedGlobalAveragePool":  # its input is on its grid: the float pool is the same
-            if "reduce_mean" in n.attrs:
-                w.node("ReduceMean", n.inputs, n.outputs, name=n.name, **n.attrs["reduce_mean"])
-            else:
-                w.node("GlobalAveragePool", n.inputs, n.outputs, name=n.name)
+        elif n.op_type == "QuantizedGlobalAveragePool":
+            w.quantized_global_pool(n)
         else:
             w.float_node(n)
     read = {i for node in w.nodes for i in node.input}

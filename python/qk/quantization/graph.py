@@ -163,10 +163,36 @@ def _activation_add(g: Graph, node: Node) -> bool:
     return node.op_type == "Add" and len(node.inputs) == 2 and not any(i in g.constants for i in node.inputs)
 
 
+def _spatial_mean(g: Graph, node: Node) -> bool:
+    """A ReduceMean over H and W of an NCHW value (axes as an attribute or a
+    constant input): a GlobalAveragePool, with keepdims 0 its (N, C) rows."""
+    if node.op_type != "ReduceMean":
+        return False
+    axes = node.attrs.get("axes")
+    if len(node.inputs) > 1 and node.inputs[1]:
+        axes = g.constants.get(node.inputs[1])
+    return axes is not None and sorted(int(a) % 4 for a in np.ravel(axes)) == [2, 3]
+
+
+def _reduce_mean_attrs(node: Node) -> dict:
+    """What a QuantizedGlobalAveragePool made from a ReduceMean keeps of it
+    (its output shape, and what export writes back); nothing for a GlobalAveragePool."""
+    if node.op_type != "ReduceMean":
+        return {}
+    kept = {"source_op": "ReduceMean", "keepdims": int(node.attrs.get("keepdims", 1))}
+    if "axes" in node.attrs:
+        kept["axes"] = [int(a) for a in np.ravel(node.attrs["axes"])]
+    return kept
+
+
+def _global_pool(g: Graph, node: Node) -> bool:
+    return node.op_type == "GlobalAveragePool" or _spatial_mean(g, node)
+
+
 def _check_add_config(node: Node, cfg) -> None:
     if not isinstance(cfg, QConfig) or cfg.mode != "static" or cfg.activation.bits != 8 or cfg.activation.signed:
-        raise ValueError(f"layers[{node.name!r}]: a quantized Add needs a static QConfig with uint8 activations "
-                         f"(e.g. qk.quant.INT8_STATIC), got {cfg!r}")
+        raise ValueError(f"layers[{node.name!r}]: a quantized {node.op_type} needs a static QConfig with uint8 "
+                         f"activations (e.g. qk.quant.INT8_STATIC), got {cfg!r}")
 
 
 def _observer_for(cfg: QConfig, signed: bool):
@@ -233,7 +259,10 @@ def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict 
     convolutions keep round-to-nearest). Add stays float unless `layers`
     names it (``layers={"Add": INT8_STATIC}`` or a node name): an Add of two
     activations then runs on uint8 (qk.quantized_add), with a following
-    ReLU fused, and joins the integer chains of the convolutions around it."""
+    ReLU fused, and joins the integer chains of the convolutions around it.
+    So do global pools (``layers={"GlobalAveragePool": INT8_STATIC}``, or
+    ``"ReduceMean"`` for a mean over H and W): the pool's input is observed
+    and quantized, and the pool sums it exactly on uint8."""
     if not isinstance(model, GraphModule):
         raise TypeError(f"model: expected a qk.graph.GraphModule, got {type(model).__name__}")
     if not isinstance(qconfig, QConfig):
@@ -254,6 +283,13 @@ def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict 
             plan[node.name] = "table"
             continue
         if layer_weight(g, node) is None:
+            pool_cfg = layers.get(node.name, layers.get(node.op_type)) if _global_pool(g, node) else None
+            if pool_cfg is not None:
+                _check_add_config(node, pool_cfg)
+                plan[node.name] = "pool"
+                if node.inputs[0] not in observers:
+                    observers[node.inputs[0]] = pool_cfg.make_activation_observer()
+                continue
             add_cfg = layers.get(node.name, layers.get("Add")) if _activation_add(g, node) else None
             if add_cfg is not None:
                 _check_add_config(node, add_cfg)
@@ -556,22 +592,14 @@ def chain_integer_layers(g: Graph) -> Graph:
             return input_qparams(_conv_cores(node.attrs)[0])
         if node.op_type == "QuantizedAdd" and node.inputs.count(value) == 1:
             return tuple(node.attrs["a_qparams" if node.inputs[0] == value else "b_qparams"])
-        if node.op_type == "GlobalAveragePool" or spatial_mean(node):
+        if node.op_type == "QuantizedGlobalAveragePool" and node.inputs[0] == value:  # quantized on request
+            return tuple(node.attrs["qparams"])
+        if _global_pool(g, node):
             return any_grid
         if node.op_type == "Flatten" and node.attrs.get("axis", 1) == 1:
             found = chain_readers(node.outputs[0], "rows")
             return None if found is None else found[1]
         return None
-
-    def spatial_mean(node):
-        """A ReduceMean over H and W of an NCHW value (axes as an attribute or a
-        constant input): a GlobalAveragePool, with keepdims 0 its (N, C) rows."""
-        if node.op_type != "ReduceMean":
-            return False
-        axes = node.attrs.get("axes")
-        if len(node.inputs) > 1 and node.inputs[1]:
-            axes = g.constants.get(node.inputs[1])
-        return axes is not None and sorted(int(a) % 4 for a in np.ravel(axes)) == [2, 3]
 
     def chain_readers(value, layout, qparams=None):
         """The readers of `value` and their common quantization, if all can take it as uint8
@@ -593,9 +621,7 @@ def chain_integer_layers(g: Graph) -> Graph:
                 flags[r.inputs.index(value)] = True
                 r.attrs["in_nhwc"] = tuple(flags)
             elif r.op_type in ("GlobalAveragePool", "ReduceMean"):  # integer sums of the uint8 values
-                attrs = {"qparams": tuple(qparams), "in_nhwc": True}
-                if r.op_type == "ReduceMean":  # what export writes back
-                    attrs["reduce_mean"] = dict(r.attrs)
+                attrs = {"qparams": tuple(qparams), "in_nhwc": True, **_reduce_mean_attrs(r)}
                 g.replace([r], [Node("QuantizedGlobalAveragePool", list(r.inputs), list(r.outputs), attrs, r.name)])
             elif r.op_type == "Flatten":
                 g.replace([r], [Node("QuantizedFlatten", list(r.inputs), list(r.outputs), dict(r.attrs), r.name)])
@@ -751,8 +777,8 @@ def _run_global_average_pool_u8(attrs, x, axes=None):
     """GlobalAveragePool of uint8 values on the grid (scale, zero point) =
     attrs["qparams"], from exact integer sums: (sum(q) - pixels * zp) *
     (scale / pixels), in float64, to float32 (N, C, 1, 1); (N, C) for a
-    ReduceMean over H and W with keepdims 0 (attrs["reduce_mean"], whose
-    axes input, if any, is `axes`). Chained (uint8 NHWC) or not (float NCHW
+    ReduceMean over H and W with keepdims 0 (attrs["keepdims"]; its axes
+    input, if any, is `axes`). Chained (uint8 NHWC) or not (float NCHW
     values on that grid, quantized back exactly), the same sums and the
     same result."""
     scale, zp = attrs["qparams"]
@@ -768,7 +794,7 @@ def _run_global_average_pool_u8(attrs, x, axes=None):
     sums = np.empty((n, c), np.int32)
     _qk.channel_sums_u8(q, n, pixels, c, sums)
     y = (sums - pixels * int(zp)) * (float(scale) / pixels)
-    keep = attrs.get("reduce_mean", {}).get("keepdims", 1)
+    keep = attrs.get("keepdims", 1)
     return Tensor(y.astype(np.float32).reshape((n, c, 1, 1) if keep else (n, c)))
 
 
@@ -1065,6 +1091,16 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
                                 {"a_qparams": a_q, "b_qparams": b_q, "out_qparams": o_q, "relu": relu is not None,
                                  "scheme": "int8 static (uint8 Add)", "source_op": "Add", "weight": ""}, node.name)])
             continue
+        if cfg == "pool":
+            xq = x_qparams.get(node.inputs[0])
+            if xq is not None:
+                attrs = {"qparams": (float(np.asarray(xq[0]).reshape(-1)[0]), int(np.asarray(xq[1]).reshape(-1)[0])),
+                         "scheme": "int8 static (uint8 pool)", "source_op": node.op_type, "weight": "",
+                         "relu": False}
+                attrs.update(_reduce_mean_attrs(node))
+                g.replace([node], [Node("QuantizedGlobalAveragePool", list(node.inputs), list(node.outputs), attrs,
+                                        node.name)])
+            continue
         if cfg == "activation_matmul":
             a_q, b_q = x_qparams.get(node.inputs[0]), x_qparams.get((node.inputs[1], "signed"))
             if a_q is not None and b_q is not None:
@@ -1133,9 +1169,9 @@ def convert(prepared: PreparedGraph) -> GraphModule:
     x_qparams = {}
     for node in g.nodes:
         cfg = prepared.quant_plan.get(node.name)
-        if cfg == "add":
-            relu = _relu_after(g, node)
-            keys = (node.inputs[0], node.inputs[1], (relu or node).outputs[0])
+        if cfg in ("add", "pool"):
+            relu = _relu_after(g, node) if cfg == "add" else None
+            keys = (node.inputs[0], node.inputs[1], (relu or node).outputs[0]) if cfg == "add" else node.inputs[:1]
             if not any(k in prepared.huge for k in keys):
                 for k in keys:
                     if not prepared.observers[k].observed or k not in prepared.finite:

@@ -53,7 +53,7 @@ def _build(prepared: PreparedGraph, lsq: bool) -> QATGraph:
 
     src = prepared.graph
     g = src.copy()
-    plan = {k: v for k, v in prepared.quant_plan.items() if isinstance(v, QConfig) or v == "add"}
+    plan = {k: v for k, v in prepared.quant_plan.items() if isinstance(v, QConfig) or v in ("add", "pool")}
     act_fq, w_fq, new_nodes = {}, {}, []
     fake = {}  # activation value -> the name of its fake-quantized version
 
@@ -76,6 +76,9 @@ def _build(prepared: PreparedGraph, lsq: bool) -> QATGraph:
             node.inputs = [read_fake(x, INT8_STATIC, node.name) for x in node.inputs[:2]]
             relu = _relu_after(g, node)
             add_outputs[(relu or node).outputs[0]] = relu or node
+            new_nodes.append(node)
+        elif cfg == "pool":
+            node.inputs = [read_fake(node.inputs[0], INT8_STATIC, node.name), *node.inputs[1:]]
             new_nodes.append(node)
         elif cfg is not None:
             _check_static(cfg, f"layer {node.name!r} qconfig")
