@@ -140,6 +140,27 @@ def test_quantize_activation_matmuls(tmp_path, capsys):
     assert e.value.code == 2 and "--activation-matmul: for --method static" in capsys.readouterr().err
 
 
+def test_quantize_runs_the_pool_on_uint8_on_request(tmp_path, capsys):
+    """--uint8 GlobalAveragePool: the pool sums the conv's uint8 output (one
+    more quantized node), and ORT runs the file alike; other ops are refused."""
+    ort = pytest.importorskip("onnxruntime")
+    path = _cnn(tmp_path / "m.onnx")
+    x = np.random.default_rng(1).standard_normal((40, 3, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x)
+    out = tmp_path / "m.int8.onnx"
+    base = ["quantize", str(path), "-o", str(out), "--calib", str(tmp_path / "calib.npz")]
+    assert main(base + ["--uint8", "GlobalAveragePool"]) == 0
+    assert "3 layers quantized (static INT8, on uint8 too: GlobalAveragePool)" in capsys.readouterr().out
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = ort_quantized_session(out).run(None, {"x": x})[0]
+    assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
+    for extra, message in [(["--uint8", "Relu"], "--uint8: expected Add, GlobalAveragePool, ReduceMean or the name"),
+                           (["--uint8", "Add", "--method", "dynamic"], "--uint8: for --method static")]:
+        with pytest.raises(SystemExit) as e:
+            main(base + extra)
+        assert e.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_quantize_within_an_accuracy_budget(tmp_path, capsys):
     path = _cnn(tmp_path / "m.onnx")
     rng = np.random.default_rng(2)
