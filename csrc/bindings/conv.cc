@@ -98,6 +98,24 @@ void bind_transpose(py::module_& m, const char* name, void (*fn)(const T*, size_
       py::arg("x"), py::arg("n"), py::arg("rows"), py::arg("cols"), py::arg("out"));
 }
 
+// geometry: batch, height, width, channels, kernel_h, kernel_w, stride_h,
+// stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w.
+template <typename T>
+void bind_max_pool(py::module_& m, const char* name, void (*fn)(const T*, const conv::PoolShape&, T*)) {
+  m.def(
+      name,
+      [fn](const py::array& x, const std::array<size_t, 14>& g, py::array& out) {
+        for (size_t i : {4, 5, 6, 7, 8, 9})
+          if (g[i] == 0) throw py::value_error("pool: kernel, strides and dilations must be >= 1");
+        const conv::PoolShape s{g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13]};
+        const T* xp = input_data<T>(x, "x", product(product(s.batch, s.height * s.width, "x"), s.channels, "x"));
+        T* op = output_data<T>(out, "out", product(product(s.batch, s.out_h * s.out_w, "out"), s.channels, "out"));
+        py::gil_scoped_release release;
+        fn(xp, s, op);
+      },
+      py::arg("x"), py::arg("geometry"), py::arg("out"));
+}
+
 }  // namespace
 
 void bind_conv(py::module_& m) {
@@ -107,20 +125,8 @@ void bind_conv(py::module_& m) {
   bind_transpose<uint8_t>(m, "nchw_to_nhwc_u8", conv::nchw_to_nhwc);
   bind_transpose<float>(m, "nhwc_to_nchw_f32", conv::nhwc_to_nchw);
 
-  // geometry: batch, height, width, channels, kernel_h, kernel_w, stride_h,
-  // stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w.
-  m.def(
-      "max_pool_u8",
-      [](const py::array& x, const std::array<size_t, 14>& g, py::array& out) {
-        for (size_t i : {4, 5, 6, 7, 8, 9})
-          if (g[i] == 0) throw py::value_error("pool: kernel, strides and dilations must be >= 1");
-        const conv::PoolShape s{g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13]};
-        const uint8_t* xp = input_data<uint8_t>(x, "x", product(product(s.batch, s.height * s.width, "x"), s.channels, "x"));
-        uint8_t* op = output_data<uint8_t>(out, "out", product(product(s.batch, s.out_h * s.out_w, "out"), s.channels, "out"));
-        py::gil_scoped_release release;
-        conv::max_pool_u8(xp, s, op);
-      },
-      py::arg("x"), py::arg("geometry"), py::arg("out"));
+  bind_max_pool<uint8_t>(m, "max_pool_u8", conv::max_pool_u8);
+  bind_max_pool<float>(m, "max_pool_f32", conv::max_pool_f32);
 
   m.def(
       "channel_sums_u8",

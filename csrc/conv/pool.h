@@ -21,6 +21,11 @@ struct PoolShape {
 // uint8).
 void max_pool_u8(const uint8_t* x, const PoolShape& s, uint8_t* out);
 
+// The same on float32 values (NCHW as batch * channels images of one
+// channel, or NHWC), as NumPy's maximum over the taps from -inf: NaN
+// propagates, a window of padding alone gives -inf.
+void max_pool_f32(const float* x, const PoolShape& s, float* out);
+
 // out (batch, channels) = each image's channel sums over its `pixels`
 // (x: batch x pixels x channels), exact: the caller keeps 255 * pixels
 // within int32.
