@@ -36,6 +36,8 @@ import qk.onnx  # noqa: E402
 from qk.quant import HistogramObserver, int8_static  # noqa: E402
 
 
+HELD_OUT_ALPHA = 0.7  # the held-out table's best static alpha
+MIXED_MAX_DROP = 0.002
 SMOOTH_ALPHA = 0.8  # the best of 0.5 / 0.7 / 0.8 / 0.9 on this encoder (docs/onnx.md)
 
 
@@ -148,9 +150,11 @@ def held_out_table(fp, path, batches, work, session) -> list:
     calib, held = batches[: len(batches) // 2], batches[len(batches) // 2:]
     ref = np.concatenate([embed(fp.run(b)["out"], b["attention_mask"]) for b in held])
 
-    def cosines(run):
-        got = np.concatenate([embed(run(b), b["attention_mask"]) for b in held])
-        return (got * ref).sum(1)
+    calib_ref = np.concatenate([embed(fp.run(b)["out"], b["attention_mask"]) for b in calib])
+
+    def cosines(run, on=None):
+        got = np.concatenate([embed(run(b), b["attention_mask"]) for b in (on or held)])
+        return (got * (ref if on is None else calib_ref)).sum(1)
 
     def qk_static(m):
         return qk.ptq.convert(qk.ptq.calibrate(qk.ptq.prepare(m), calib, progress=False))
@@ -167,6 +171,14 @@ def held_out_table(fp, path, batches, work, session) -> list:
             label = "" if alpha is None else f", SmoothQuant {alpha}"
             for kind, qm in (("static", qk_static(m)), ("dynamic", qk.ptq.quantize_dynamic(m))):
                 rows.append((f"qk {kind} INT8{label}", cosines(lambda b: qm.run(b)["out"])))
+        # the layers to keep float chosen on the calibration sentences alone (their min cosine within
+        # MIXED_MAX_DROP of FP32), scored on the held-out ones
+        m = qk.ptq.smooth_quant(fp, calib, HELD_OUT_ALPHA, progress=False)
+        qm, report = qk.ptq.auto_mixed_precision(
+            m, calib, lambda q: float(cosines(lambda b: q.run(b)["out"], calib).min()), max_drop=MIXED_MAX_DROP)
+        rows.append((f"qk static INT8, SmoothQuant {HELD_OUT_ALPHA}, the {len(report['kept'])} most sensitive of "
+                     f"{len(report['sensitivity'])} layers float (`auto_mixed_precision`, max_drop {MIXED_MAX_DROP} "
+                     "in min cosine on the calibration sentences)", cosines(lambda b: qm.run(b)["out"])))
     for label, p in (("ORT quantize_static QDQ, MinMax", static_path), ("ORT quantize_dynamic, per-channel",
                                                                          dynamic_path)):
         s = session(p)
@@ -269,6 +281,7 @@ def main() -> int:
     lines += ["", *held_out_table(fp, path, batches, work, session), "", *cnn_tables(work, session)]
     text = "\n".join(lines)
     print(text)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.out, "ort_quantizer.md").write_text(text + "\n")
     return 0
 
