@@ -385,3 +385,26 @@ def test_where_with_a_single_fill_value_equals_np_where(density):
     assert np.array_equal(where.run({}, c, full, fill), np.where(c, full, fill))
     scalar = where.run({}, np.array(True), fill, np.array(2.0, np.float32))  # the fill's (1,) sets the shape
     assert scalar.shape == (1,) and scalar[0] == 0.0
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 8, 8), (3, 5, 7, 2), (2, 3, 9)], ids=str)
+def test_relu_and_global_pool_at_inference_give_the_recorded_values(shape):
+    """Relu and GlobalAveragePool take a shortcut when no gradient is recorded:
+    the same values as F.relu and Tensor.mean, NaN, infinities and the signs
+    of zeros included."""
+    from qk.graph import ops as graph_ops
+
+    rng = np.random.default_rng(len(shape))
+    x = rng.standard_normal(shape).astype(np.float32)
+    x.reshape(-1)[:6] = [np.nan, -0.0, 0.0, -np.inf, np.inf, -1.0]
+    recorded = nn.Tensor(x, requires_grad=True)
+    want_relu = nn.functional.relu(recorded).data
+    want_pool = recorded.mean(axis=tuple(range(2, x.ndim)), keepdims=True).data
+    with nn.no_grad():
+        relu = graph_ops.data_of(graph_ops.get("Relu").run({}, nn.Tensor(x)))
+        pool = graph_ops.data_of(graph_ops.get("GlobalAveragePool").run({}, nn.Tensor(x)))
+    assert relu.dtype == pool.dtype == np.float32
+    np.testing.assert_array_equal(relu, want_relu)
+    np.testing.assert_array_equal(np.signbit(relu), np.signbit(want_relu))
+    np.testing.assert_array_equal(pool, want_pool)
+    assert graph_ops.get("Relu").run({}, recorded).requires_grad  # recording still records
