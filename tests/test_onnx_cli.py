@@ -27,6 +27,22 @@ def _cnn(path):
     return path
 
 
+def _quantize_setup(tmp_path):
+    """The small CNN, its calibration file and the quantize command line up to its options."""
+    path = _cnn(tmp_path / "m.onnx")
+    x = np.random.default_rng(1).standard_normal((40, 3, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x)
+    out = tmp_path / "m.int8.onnx"
+    return path, x, out, ["quantize", str(path), "-o", str(out), "--calib", str(tmp_path / "calib.npz")]
+
+
+def _assert_ort_agrees(ort, path, out, x):
+    """ORT on the quantized file within 5% of the output's magnitude of ORT on the FP32 one."""
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = ort_quantized_session(out).run(None, {"x": x})[0]
+    assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
+
+
 def test_inspect_reports_support(tmp_path, capsys):
     assert main(["inspect", str(_cnn(tmp_path / "m.onnx"))]) == 0
     out = capsys.readouterr().out
@@ -86,25 +102,17 @@ def test_quantize_end_to_end(tmp_path, capsys, method):
     assert "2 layers quantized" in captured.out and "| node | op | scheme | SQNR (dB) | cosine |" in captured.out
     if method == "static":
         assert "calibrating [" in captured.err  # the progress bar
-    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    got = ort_quantized_session(out).run(None, {"x": x})[0]
-    assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
+    _assert_ort_agrees(ort, path, out, x)
 
 
 def test_quantize_with_smooth_quant(tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
-    path = _cnn(tmp_path / "m.onnx")
-    x = np.random.default_rng(1).standard_normal((40, 3, 8, 8)).astype(np.float32)
-    np.savez(tmp_path / "calib.npz", x=x)
-    out = tmp_path / "m.int8.onnx"
-    base = ["quantize", str(path), "-o", str(out), "--calib", str(tmp_path / "calib.npz")]
+    path, x, out, base = _quantize_setup(tmp_path)
     assert main(base + ["--smooth", "0.5"]) == 0
     captured = capsys.readouterr()
     assert "(static INT8, SmoothQuant alpha 0.5)" in captured.out and "smoothing [" in captured.err
     assert "Mul" in {n.op_type for n in onnx.load(str(out)).graph.node}  # before the Gemm
-    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    got = ort_quantized_session(out).run(None, {"x": x})[0]
-    assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
+    _assert_ort_agrees(ort, path, out, x)
     for argv, message in [(base + ["--smooth", "2"], "--smooth: expected an exponent in [0, 1], got 2.0"),
                           (base + ["--smooth", "0.5", "--method", "fp16"], "not fp16"),
                           (base[:4] + ["--smooth", "0.5", "--method", "dynamic"], "needs calibration data")]:
@@ -132,9 +140,7 @@ def test_quantize_activation_matmuls(tmp_path, capsys):
     base = ["quantize", str(path), "-o", str(out), "--calib", str(tmp_path / "calib.npz")]
     assert main(base + ["--activation-matmul"]) == 0
     assert "2 layers quantized (static INT8, activation MatMuls too)" in capsys.readouterr().out
-    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    got = ort_quantized_session(out).run(None, {"x": x})[0]
-    assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
+    _assert_ort_agrees(ort, path, out, x)
     with pytest.raises(SystemExit) as e:
         main(base + ["--activation-matmul", "--method", "dynamic"])
     assert e.value.code == 2 and "--activation-matmul: for --method static" in capsys.readouterr().err
@@ -144,16 +150,10 @@ def test_quantize_runs_the_pool_on_uint8_on_request(tmp_path, capsys):
     """--uint8 GlobalAveragePool: the pool sums the conv's uint8 output (one
     more quantized node), and ORT runs the file alike; other ops are refused."""
     ort = pytest.importorskip("onnxruntime")
-    path = _cnn(tmp_path / "m.onnx")
-    x = np.random.default_rng(1).standard_normal((40, 3, 8, 8)).astype(np.float32)
-    np.savez(tmp_path / "calib.npz", x=x)
-    out = tmp_path / "m.int8.onnx"
-    base = ["quantize", str(path), "-o", str(out), "--calib", str(tmp_path / "calib.npz")]
+    path, x, out, base = _quantize_setup(tmp_path)
     assert main(base + ["--uint8", "GlobalAveragePool"]) == 0
     assert "3 layers quantized (static INT8, on uint8 too: GlobalAveragePool)" in capsys.readouterr().out
-    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    got = ort_quantized_session(out).run(None, {"x": x})[0]
-    assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
+    _assert_ort_agrees(ort, path, out, x)
     for extra, message in [(["--uint8", "Relu"], "--uint8: expected Add, GlobalAveragePool, ReduceMean or the name"),
                            (["--uint8", "Add", "--method", "dynamic"], "--uint8: for --method static")]:
         with pytest.raises(SystemExit) as e:
