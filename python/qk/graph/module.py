@@ -159,8 +159,8 @@ class GraphModule(Module):
             missing = [n for n in names if n not in feeds]
             extra = [n for n in feeds if n not in names]
             raise ValueError(f"feeds: the model's inputs are {names}; missing {missing}, unexpected {extra}")
-        given = [(name, feeds[name]) for name in names]
-        given = [(name, x, x.data if isinstance(x, Tensor) else np.asarray(x)) for name, x in given]
+        given = [(name, x, x.data if isinstance(x, Tensor) else np.asarray(x)) for name, x in
+                 ((name, feeds[name]) for name in names)]
         signature = tuple((name, arr.shape, arr.dtype.str) for name, _, arr in given)
         checked = signature in self._plans
         out = {}

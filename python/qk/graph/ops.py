@@ -565,6 +565,17 @@ def _reduce_axes(x, axes, attrs):
     return tuple(sorted(norm_axis(a, rank, "axes") for a in ints(axes)))
 
 
+def untracked_reduce(xd: np.ndarray, axes, keepdims: bool, mean: bool) -> np.ndarray:
+    """Tensor.sum's or Tensor.mean's values (the sum, times 1 / count) without
+    their autograd wrappers, for a Tensor that records nothing: most of a
+    batch-1 pool's time was those wrappers."""
+    y = np.asarray(xd.sum(axis=axes, keepdims=keepdims))
+    if mean:
+        count = xd.size if axes is None else int(np.prod([xd.shape[a] for a in axes]))
+        y = y * _as_array(1.0 / count, y.dtype)
+    return y
+
+
 def _reduce(np_fn, kind):
     def run(attrs, x, axes=None):
         ax = _reduce_axes(x, axes, attrs)
@@ -576,13 +587,7 @@ def _reduce(np_fn, kind):
         if not is_tensor(x):
             return np_fn(np.asarray(x), axis=ax, keepdims=keep)
         if kind in ("sum", "mean") and _untracked(x):
-            # Tensor.sum / Tensor.mean's values without their autograd wrappers (most of a batch-1 pool's time)
-            xd = x.data
-            y = np.asarray(xd.sum(axis=ax, keepdims=keep))
-            if kind == "mean":
-                count = xd.size if ax is None else int(np.prod([xd.shape[a] for a in ax]))
-                y = y * _as_array(1.0 / count, y.dtype)
-            return Tensor(y)
+            return Tensor(untracked_reduce(x.data, ax, keep, kind == "mean"))
         if kind == "sum":
             return x.sum(axis=ax, keepdims=keep)
         if kind == "mean":

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _float_ops, _qk
-from ..nn.tensor import Tensor, _as_array, is_grad_enabled
-from .ops import _untracked, as_tensor, data_of, floats, ints, is_tensor, only, register
+from ..nn.tensor import Tensor, is_grad_enabled
+from .ops import _untracked, as_tensor, data_of, floats, ints, is_tensor, only, register, untracked_reduce
 
 
 # --- geometry shared by convolutions and pools -----------------------------------------------
@@ -326,9 +326,8 @@ def _average_pool(attrs, x):
 def _global_average_pool(attrs, x):
     x = as_tensor(x)
     axes = tuple(range(2, x.ndim))
-    if _untracked(x):  # Tensor.mean's values (sum, then times 1 / count) without its autograd wrappers
-        y = np.asarray(x.data.sum(axis=axes, keepdims=True))
-        return Tensor(y * _as_array(1.0 / int(np.prod(x.shape[2:])), y.dtype))
+    if _untracked(x):
+        return Tensor(untracked_reduce(x.data, axes, True, True))
     return x.mean(axis=axes, keepdims=True)
 
 

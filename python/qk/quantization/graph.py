@@ -189,7 +189,7 @@ def _global_pool(g: Graph, node: Node) -> bool:
     return node.op_type == "GlobalAveragePool" or _spatial_mean(g, node)
 
 
-def _check_add_config(node: Node, cfg) -> None:
+def _check_uint8_config(node: Node, cfg) -> None:
     if not isinstance(cfg, QConfig) or cfg.mode != "static" or cfg.activation.bits != 8 or cfg.activation.signed:
         raise ValueError(f"layers[{node.name!r}]: a quantized {node.op_type} needs a static QConfig with uint8 "
                          f"activations (e.g. qk.quant.INT8_STATIC), got {cfg!r}")
@@ -285,14 +285,14 @@ def prepare(model: GraphModule, qconfig: QConfig = INT8_STATIC, *, layers: dict 
         if layer_weight(g, node) is None:
             pool_cfg = layers.get(node.name, layers.get(node.op_type)) if _global_pool(g, node) else None
             if pool_cfg is not None:
-                _check_add_config(node, pool_cfg)
+                _check_uint8_config(node, pool_cfg)
                 plan[node.name] = "pool"
                 if node.inputs[0] not in observers:
                     observers[node.inputs[0]] = pool_cfg.make_activation_observer()
                 continue
             add_cfg = layers.get(node.name, layers.get("Add")) if _activation_add(g, node) else None
             if add_cfg is not None:
-                _check_add_config(node, add_cfg)
+                _check_uint8_config(node, add_cfg)
                 plan[node.name] = "add"
                 relu = _relu_after(g, node)
                 for v in (node.inputs[0], node.inputs[1], (relu or node).outputs[0]):
@@ -1062,6 +1062,11 @@ def _scheme_label(cfg: QConfig) -> str:
     return f"int{cfg.weight.bits} {cfg.mode}"
 
 
+def _per_tensor(qparams) -> tuple:
+    """(scale, zero point) of a per-tensor observer's qparams as a float and an int."""
+    return float(np.asarray(qparams[0]).reshape(-1)[0]), int(np.asarray(qparams[1]).reshape(-1)[0])
+
+
 def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None = None,
                   group_size: int | None = None, stats: dict | None = None, rounding: str = "nearest",
                   bias_correction: bool = False, chains: bool = True) -> GraphModule:
@@ -1084,8 +1089,7 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
             out = (relu or node).outputs[0]
             qps = [x_qparams.get(v) for v in (node.inputs[0], node.inputs[1], out)]
             if all(q is not None for q in qps):
-                a_q, b_q, o_q = [(float(np.asarray(q[0]).reshape(-1)[0]), int(np.asarray(q[1]).reshape(-1)[0]))
-                                 for q in qps]
+                a_q, b_q, o_q = [_per_tensor(q) for q in qps]
                 g.replace([node] + ([relu] if relu is not None else []),
                           [Node("QuantizedAdd", node.inputs[:2], [out],
                                 {"a_qparams": a_q, "b_qparams": b_q, "out_qparams": o_q, "relu": relu is not None,
@@ -1094,8 +1098,7 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
         if cfg == "pool":
             xq = x_qparams.get(node.inputs[0])
             if xq is not None:
-                attrs = {"qparams": (float(np.asarray(xq[0]).reshape(-1)[0]), int(np.asarray(xq[1]).reshape(-1)[0])),
-                         "scheme": "int8 static (uint8 pool)", "source_op": node.op_type, "weight": "",
+                attrs = {"qparams": _per_tensor(xq), "scheme": "int8 static (uint8 pool)", "source_op": node.op_type, "weight": "",
                          "relu": False}
                 attrs.update(_reduce_mean_attrs(node))
                 g.replace([node], [Node("QuantizedGlobalAveragePool", list(node.inputs), list(node.outputs), attrs,
@@ -1105,9 +1108,7 @@ def integer_graph(g: Graph, plan: dict, x_qparams: dict, w_scales: dict | None =
             a_q, b_q = x_qparams.get(node.inputs[0]), x_qparams.get((node.inputs[1], "signed"))
             if a_q is not None and b_q is not None:
                 g.replace([node], [Node("QuantizedMatMul", node.inputs[:2], node.outputs,
-                                        {"a_qparams": (float(np.asarray(a_q[0]).reshape(-1)[0]),
-                                                       int(np.asarray(a_q[1]).reshape(-1)[0])),
-                                         "b_scale": float(np.asarray(b_q[0]).reshape(-1)[0]),
+                                        {"a_qparams": _per_tensor(a_q), "b_scale": _per_tensor(b_q)[0],
                                          "scheme": "int8 static (activations)", "relu": False,
                                          "source_op": "MatMul", "weight": ""}, node.name)])
             continue
